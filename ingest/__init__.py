@@ -1,0 +1,1 @@
+"""Long-running ingest workers: ``mqtt`` (traffic sensors) and ``rtsp`` (camera health)."""

@@ -1,0 +1,1 @@
+"""FastAPI application: REST, the websocket endpoint (delegating to ``streams``), the front end."""

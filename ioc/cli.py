@@ -1,0 +1,243 @@
+"""The ``ioc`` command: the composition root. Every role of the centre starts here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.publish as mqtt_publish
+from pydantic import ValidationError
+
+from ioc import logs
+from ioc.config import Settings, get_settings
+
+ROLES = ("api", "ingest mqtt", "alerts", "simulate traffic", "migrate", "seed", "dev")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ioc", description="Intelligent Operations Centre backend")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    svc = sub.add_parser("services", help="local PostgreSQL+TimescaleDB and Mosquitto")
+    svc.add_argument("action", choices=("up", "down", "status"))
+
+    sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser("seed", help="load the geography file and the demo devices")
+    sub.add_parser("api", help="REST + websocket API and the dashboard")
+    ing = sub.add_parser("ingest", help="ingest workers")
+    ing.add_argument("source", choices=("mqtt",))
+    sub.add_parser("alerts", help="the alert engine")
+
+    sim = sub.add_parser("simulate", help="simulated field devices")
+    sim_sub = sim.add_subparsers(dest="what", required=True, metavar="WHAT")
+    st = sim_sub.add_parser("traffic", help="traffic sensors publishing over MQTT")
+    st.add_argument("--sensors", type=int, default=None)
+    sc = sim_sub.add_parser("congest", help="tell the running simulator to cause congestion")
+    sc.add_argument("--area", help="area id, e.g. dong-xoai")
+    sc.add_argument("--device", action="append", help="sensor id (repeatable)")
+    sc.add_argument("--speed", type=float, default=8.0, help="km/h during the jam")
+    sc.add_argument("--duration", type=float, default=300.0, help="seconds")
+    sc.add_argument("--clear", action="store_true", help="end congestion instead")
+
+    dev = sub.add_parser("dev", help="the whole centre on this machine, with simulators")
+    dev.add_argument("--no-simulator", action="store_true")
+    return p
+
+
+def _services(settings: Settings, action: str) -> None:
+    from ioc.services import LocalServices
+
+    svc = LocalServices(settings)
+    if action == "up":
+        svc.up()
+    elif action == "down":
+        svc.down()
+    for st in svc.status():
+        state = "running" if st.running else "stopped"
+        print(f"{st.name:<12} {state:<8} port {st.port:<6} {st.detail}")
+
+
+def _migrate(settings: Settings) -> None:
+    from ioc.db import migrate
+    from ioc.db.connect import DatabaseUnavailable, describe
+
+    try:
+        migrate.upgrade(settings.sqlalchemy_url)
+    except Exception as exc:
+        if "connection" in str(exc).lower() or "could not" in str(exc).lower():
+            raise DatabaseUnavailable(
+                f"cannot reach PostgreSQL ({describe(exc.__cause__ or exc)}); "
+                "start it with `ioc services up`"
+            ) from None
+        raise
+    print("database schema is up to date")
+
+
+def _seed(settings: Settings) -> None:
+    from ioc.db.connect import connect
+    from ioc.db.seed import load_geography, seed
+
+    geo = load_geography(settings.areas_file)
+
+    async def go() -> tuple[int, int]:
+        conn = await connect(settings.dsn)
+        try:
+            async with conn.transaction():
+                return await seed(
+                    conn, geo, sensors=settings.sim_sensors, seed_value=settings.sim_seed
+                )
+        finally:
+            await conn.close()
+
+    areas, devices = asyncio.run(go())
+    print(f"seeded {areas} areas and {devices} traffic sensors ({geo.name})")
+
+
+def _congest(settings: Settings, args: argparse.Namespace) -> None:
+    from ioc.domain import wire
+
+    if not args.clear and not (args.area or args.device):
+        raise SystemExit("ioc: error: give --area or --device (or --clear)")
+    cmd = wire.SimControl(
+        action="clear" if args.clear else "congestion",
+        area_id=args.area,
+        device_ids=args.device,
+        speed_kmh=args.speed,
+        duration_s=args.duration,
+    )
+    mqtt_publish.single(
+        wire.SIM_CONTROL,
+        cmd.model_dump_json(),
+        qos=1,
+        hostname=settings.mqtt_host,
+        port=settings.mqtt_port,
+        auth={"username": settings.mqtt_sim_user, "password": settings.mqtt_sim_password},
+    )
+    print(f"sent {cmd.action} to the traffic simulator")
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if json.loads(r.read()).get("database"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"the API did not answer at {url} within {timeout:.0f} s")
+
+
+def _dev(settings: Settings, args: argparse.Namespace) -> None:
+    from ioc.services import LocalServices
+    from ioc.supervisor import Supervisor
+
+    svc = LocalServices(settings)
+    already = all(s.running for s in svc.status())
+    svc.up()
+    sup = Supervisor()
+    try:
+        _migrate(settings)
+        _seed(settings)
+        sup.add("ingest-mqtt", "ingest", "mqtt")
+        sup.add("alerts", "alerts")
+        sup.add("api", "api")
+        if not args.no_simulator:
+            sup.add("simulator", "simulate", "traffic")
+        url = f"http://{settings.api_host}:{settings.api_port}"
+        _wait_http(url + "/api/v1/health", 60)
+        print(
+            f"\n  IOC is running: {url}\n  cause congestion: ioc simulate congest --area dong-xoai"
+            "\n  stop: Ctrl-C\n",
+            flush=True,
+        )
+        while True:
+            time.sleep(1)
+            sup.check()
+    except KeyboardInterrupt:
+        print("\nstopping…", flush=True)
+    finally:
+        sup.stop()
+        if not already:
+            svc.down()
+
+
+def _run(settings: Settings, args: argparse.Namespace) -> None:
+    from ioc import roles
+
+    cmd = args.command
+    if cmd == "services":
+        _services(settings, args.action)
+    elif cmd == "migrate":
+        _migrate(settings)
+    elif cmd == "seed":
+        _seed(settings)
+    elif cmd == "api":
+        roles.api(settings)
+    elif cmd == "ingest":
+        asyncio.run(roles.ingest_mqtt(settings))
+    elif cmd == "alerts":
+        asyncio.run(roles.alerts(settings))
+    elif cmd == "simulate" and args.what == "traffic":
+        roles.simulate_traffic(settings, sensors=args.sensors)
+    elif cmd == "simulate" and args.what == "congest":
+        _congest(settings, args)
+    elif cmd == "dev":
+        _dev(settings, args)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from ingest.mqtt.source import MqttUnavailable
+    from ioc.db.connect import DatabaseUnavailable
+    from ioc.domain.geo import GeographyError
+    from ioc.domain.rules import RuleError
+    from ioc.services import ServiceError
+    from ioc.supervisor import SupervisorError
+
+    return (
+        ServiceError,
+        DatabaseUnavailable,
+        MqttUnavailable,
+        GeographyError,
+        RuleError,
+        SupervisorError,
+        TimeoutError,
+        ConnectionRefusedError,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        print(
+            f"ioc: error: bad setting {'.'.join(map(str, err['loc']))}: {err['msg']}",
+            file=sys.stderr,
+        )
+        return 2
+    role = args.command + (f"-{args.source}" if args.command == "ingest" else "")
+    logs.configure(settings.log_level, settings.log_format, role=role)
+    known = _known_errors()
+    try:
+        _run(settings, args)
+    except known as exc:
+        print(f"ioc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+_: Callable[..., Any] = main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure domain: types, the wire contract, health and rule logic. No I/O, imports nothing of ours."""

@@ -1,0 +1,1 @@
+"""Seeded, deterministic field-device simulators with fault injection."""

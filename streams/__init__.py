@@ -1,0 +1,1 @@
+"""The live stream: event fan-out from PostgreSQL LISTEN/NOTIFY to websocket clients."""

@@ -1,0 +1,156 @@
+"""One LISTEN connection per API process fans events out to its clients' bounded queues.
+
+NOTIFY carries only the event id; the hub reads the rows themselves (in id order, which is commit
+order, see ``ioc.db.events``) and also polls, so a notification lost with a dropped connection
+delays an event by at most ``poll_s`` and never loses it. A client whose queue is full is marked
+for resync; it never blocks the hub or the other clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import structlog
+
+from ioc.db import events
+from ioc.db.connect import connect, describe
+
+log = structlog.get_logger("streams.hub")
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """What a client subscribed to. Empty sets mean everything."""
+
+    areas: frozenset[str] = frozenset()  # area ids; each includes its whole subtree
+    kinds: frozenset[str] = frozenset()  # event kind prefixes, e.g. "alert."
+    severities: frozenset[str] = frozenset()
+
+    def matches(self, event: dict[str, Any], ancestors: dict[str, set[str]]) -> bool:
+        if self.severities and event.get("severity") not in self.severities:
+            return False
+        if self.kinds and not any(event["kind"].startswith(k) for k in self.kinds):
+            return False
+        if self.areas:
+            area = event.get("area_id")
+            return area is not None and bool(ancestors.get(area, {area}) & self.areas)
+        return True
+
+
+@dataclass(eq=False)
+class Subscription:
+    filter: Filter
+    queue: asyncio.Queue[dict[str, Any]]
+    overflowed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def to_message(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "event",
+        "id": row["id"],
+        "kind": row["kind"],
+        "time": row["time"].isoformat(),
+        "actor": row["actor"],
+        "area_id": row["area_id"],
+        "severity": row["severity"],
+        "alert": row["payload"],
+    }
+
+
+class EventHub:
+    def __init__(self, *, dsn: str, client_queue_max: int = 1000, poll_s: float = 1.0) -> None:
+        self.dsn = dsn
+        self.client_queue_max = client_queue_max
+        self.poll_s = poll_s
+        self.position = 0  # last event id fanned out
+        self.resyncs = 0
+        self.ancestors: dict[str, set[str]] = {}
+        self._subs: set[Subscription] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._started = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="event-hub")
+        await asyncio.wait_for(self._started.wait(), timeout=15)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def subscribe(self, flt: Filter) -> Subscription:
+        sub = Subscription(flt, asyncio.Queue(maxsize=self.client_queue_max))
+        self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        self._subs.discard(sub)
+
+    @property
+    def clients(self) -> int:
+        return len(self._subs)
+
+    async def _load_areas(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        async with conn.cursor() as cur:
+            await cur.execute("SELECT id, parent_id FROM areas")
+            parent = {r["id"]: r["parent_id"] for r in await cur.fetchall()}
+        ancestors: dict[str, set[str]] = {}
+        for area in parent:
+            chain, node = set(), area
+            while node is not None and node not in chain:
+                chain.add(node)
+                node = parent.get(node)
+            ancestors[area] = chain
+        self.ancestors = ancestors
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while True:
+            listen = reader = None
+            try:
+                listen = await connect(self.dsn, autocommit=True)
+                reader = await connect(self.dsn, autocommit=True)
+                await listen.execute(f"LISTEN {events.NOTIFY_CHANNEL}")
+                await self._load_areas(reader)
+                if not self._started.is_set():
+                    self.position = await events.watermark(reader)
+                    self._started.set()
+                log.info("event hub listening", position=self.position)
+                backoff = 0.5
+                while True:
+                    await self._drain(reader)
+                    gen = listen.notifies(timeout=self.poll_s, stop_after=1)
+                    async for _ in gen:
+                        pass
+            except (psycopg.OperationalError, OSError, RuntimeError) as exc:
+                log.warning("event hub lost the database; reconnecting", error=describe(exc))
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+            finally:
+                for c in (listen, reader):
+                    if c is not None:
+                        await c.close()
+
+    async def _drain(self, reader: psycopg.AsyncConnection[Any]) -> None:
+        while True:
+            rows = await events.after(reader, self.position, limit=500)
+            for row in rows:
+                self._fan_out(to_message(row))
+                self.position = row["id"]
+            if len(rows) < 500:
+                return
+
+    def _fan_out(self, message: dict[str, Any]) -> None:
+        for sub in self._subs:
+            if sub.overflowed.is_set() or not sub.filter.matches(message, self.ancestors):
+                continue
+            try:
+                sub.queue.put_nowait(message)
+            except asyncio.QueueFull:
+                sub.overflowed.set()
+                self.resyncs += 1

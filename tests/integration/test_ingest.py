@@ -1,0 +1,179 @@
+"""The MQTT ingest path against the real Mosquitto and TimescaleDB."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ingest.mqtt.source import MqttSource
+from ingest.mqtt.worker import IngestWorker
+from ioc.config import Settings
+from ioc.db.connect import connect
+from ioc.domain import wire
+
+pytestmark = pytest.mark.integration
+
+
+def publisher(settings: Settings) -> mqtt.Client:
+    c = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"test-pub-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5,
+    )
+    c.username_pw_set(settings.mqtt_sim_user, settings.mqtt_sim_password)
+    c.connect(settings.mqtt_host, settings.mqtt_port)
+    c.loop_start()
+    return c
+
+
+def publish_all(settings: Settings, messages: list[tuple[str, bytes]]) -> None:
+    c = publisher(settings)
+    try:
+        infos = [c.publish(topic, body, qos=1) for topic, body in messages]
+        for info in infos:
+            info.wait_for_publish(10)
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+def obs(device: str, seq: int, when: datetime, speed: float = 40.0) -> tuple[str, bytes]:
+    o = wire.TrafficObservation(
+        device_id=device,
+        seq=seq,
+        observed_at=when,
+        intensity=5,
+        average_speed=speed,
+        occupancy=0.1,
+        interval_s=1,
+    )
+    return wire.observation_topic(device), o.to_payload()
+
+
+def make_source(settings: Settings, client_id: str, group: str) -> MqttSource:
+    # Each test has its own share group: Mosquitto keeps routing a share's messages to the
+    # persistent sessions of members that went away (see docs/mqtt.md).
+    return MqttSource(
+        host=settings.mqtt_host,
+        port=settings.mqtt_port,
+        username=settings.mqtt_ingest_user,
+        password=settings.mqtt_ingest_password,
+        client_id=client_id,
+        topic_filter=wire.shared_subscription(group, wire.TRAFFIC_OBSERVATION_FILTER),
+        receive_maximum=100,
+    )
+
+
+async def count(settings: Settings, sql: str, *args: object) -> int:
+    conn = await connect(settings.dsn, autocommit=True)
+    try:
+        cur = await conn.execute(sql, args)
+        row = await cur.fetchone()
+        assert row is not None
+        return int(next(iter(row.values())))
+    finally:
+        await conn.close()
+
+
+async def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+async def worker(services: Settings) -> AsyncIterator[IngestWorker]:
+    tag = uuid.uuid4().hex[:8]
+    source = make_source(services, f"test-ingest-{tag}", f"g-{tag}")
+    w = IngestWorker(source=source, dsn=services.dsn, batch_size=50, batch_seconds=0.2)
+    await source.start()
+    task = asyncio.create_task(w.run())
+    yield w
+    w.stop()
+    await task
+    await source.stop()
+
+
+async def test_valid_duplicates_and_bad_input(services: Settings, worker: IngestWorker) -> None:
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    good = [obs("ts-00001", 1000 + i, base + timedelta(seconds=i)) for i in range(20)]
+    bad_json = (wire.observation_topic("ts-00001"), b"{oops")
+    wrong_version = (wire.observation_topic("ts-00001"), json.dumps({"v": 9}).encode())
+    unknown = obs("ts-99999", 1, base)
+    await asyncio.to_thread(
+        publish_all, services, good + good[:5] + [bad_json, wrong_version, unknown]
+    )
+
+    async def done() -> bool:
+        return worker.counters["received"] >= 28
+
+    await wait_for(done)
+    stored = await count(
+        services,
+        "SELECT count(*) FROM traffic_observations WHERE device_id = %s AND seq BETWEEN %s AND %s",
+        "ts-00001",
+        1000,
+        1019,
+    )
+    assert stored == 20
+    assert worker.counters["duplicates"] == 5
+    for reason in ("malformed_json", "unsupported_version", "unknown_device"):
+        assert worker.counters[f"dead_letter.{reason}"] == 1
+        assert (
+            await count(services, "SELECT count(*) FROM dead_letters WHERE reason = %s", reason)
+            >= 1
+        )
+    last = await count(
+        services, "SELECT last_seq FROM device_state WHERE device_id = %s", "ts-00001"
+    )
+    assert last >= 1019
+
+
+async def test_unacknowledged_messages_are_redelivered_to_a_restarted_worker(
+    services: Settings,
+) -> None:
+    """A worker that dies before committing loses nothing: its session gets the messages again."""
+    client_id = f"test-crash-{uuid.uuid4().hex[:8]}"
+    first = make_source(services, client_id, client_id)
+    await first.start()
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=4)
+    messages = [obs("ts-00003", 5000 + i, base + timedelta(seconds=i)) for i in range(30)]
+    await asyncio.to_thread(publish_all, services, messages)
+    deadline = time.monotonic() + 10
+    while first.queue.qsize() < 30 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert first.queue.qsize() == 30
+    # "Crash": drop the connection without acknowledging anything.
+    first._client._sock_close()  # noqa: SLF001 - simulate a dead process's socket
+    await first.stop()
+
+    second = make_source(services, client_id, client_id)
+    w = IngestWorker(source=second, dsn=services.dsn, batch_size=50, batch_seconds=0.2)
+    await second.start()
+    task = asyncio.create_task(w.run())
+    try:
+
+        async def all_stored() -> bool:
+            n = await count(
+                services,
+                "SELECT count(*) FROM traffic_observations WHERE device_id = %s AND seq >= 5000",
+                "ts-00003",
+            )
+            return n == 30
+
+        await wait_for(all_stored)
+    finally:
+        w.stop()
+        await task
+        await second.stop()

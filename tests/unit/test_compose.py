@@ -1,0 +1,197 @@
+"""docker-compose.yml cannot run here (no Docker engine), so it is checked by reading: the
+images, the roles against the real CLI parser, scaling, secrets, start-up order and the broker
+config it mounts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ioc.cli import ROLES, build_parser
+from ioc.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+LONG_RUNNING = ("api", "ingest-mqtt", "alerts", "simulator")
+# ${VAR:?message}: compose refuses to start when VAR is unset or empty.
+REQUIRED_VAR = re.compile(r"^\$\{[A-Z][A-Z0-9_]*:\?[^}]*\}$")
+
+
+@pytest.fixture(scope="module")
+def services() -> dict[str, dict[str, Any]]:
+    doc: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    services: dict[str, dict[str, Any]] = doc["services"]
+    return services
+
+
+def app_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: svc for name, svc in services.items() if "build" in svc}
+
+
+def environment(svc: dict[str, Any]) -> dict[str, str]:
+    env = svc.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {k: str(v) for k, v in env.items()}
+
+
+def test_official_images(services: dict[str, dict[str, Any]]) -> None:
+    db = services["db"]["image"]
+    assert db.startswith("timescale/timescaledb:") and db.endswith("-pg15"), db
+    assert services["mqtt"]["image"].startswith("eclipse-mosquitto:")
+    assert services["rtsp"]["image"].startswith("bluenviron/mediamtx")
+    assert services["rtsp"].get("profiles") == ["sim"]
+
+
+def test_required_roles_exist(services: dict[str, dict[str, Any]]) -> None:
+    apps = app_services(services)
+    for name in ("migrate", "api", "ingest-mqtt", "alerts", "seed", "simulator"):
+        assert name in apps, f"no app service {name!r}"
+    assert apps["ingest-mqtt"]["command"] == ["ingest", "mqtt"]
+    for name in ("seed", "simulator"):
+        assert apps[name].get("profiles") == ["sim"], name
+
+
+@pytest.mark.parametrize("name", ["migrate", "api", "ingest-mqtt", "alerts", "seed", "simulator"])
+def test_command_is_a_real_role(services: dict[str, dict[str, Any]], name: str) -> None:
+    svc = services[name]
+    assert svc["build"] == ".", "every role runs the image built from the Dockerfile"
+    command = svc["command"]
+    assert isinstance(command, list) and all(isinstance(a, str) for a in command)
+    try:
+        build_parser().parse_args(command)
+    except SystemExit:
+        pytest.fail(f"{name}: `ioc {' '.join(command)}` is not a command the CLI accepts")
+    assert " ".join(command) in ROLES, f"{name}: {command} is not one of ioc.cli.ROLES"
+
+
+def test_every_built_service_is_checked(services: dict[str, dict[str, Any]]) -> None:
+    """A new app service must pass the role check above too."""
+    for name, svc in app_services(services).items():
+        build_parser().parse_args(svc["command"])  # raises SystemExit when wrong
+        assert " ".join(svc["command"]) in ROLES, name
+
+
+def test_only_api_is_published(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in app_services(services).items():
+        assert "container_name" not in svc, f"{name}: container_name prevents --scale"
+        if name != "api":
+            assert not svc.get("ports"), f"{name}: host ports clash between replicas"
+    assert any(str(p).endswith(":8000") for p in services["api"]["ports"])
+
+
+def test_ingest_replicas_get_distinct_identities(services: dict[str, dict[str, Any]]) -> None:
+    """--scale copies one definition: anything fixed would be shared by every replica, and a
+    shared MQTT client id makes replicas steal each other's session."""
+    ingest = services["ingest-mqtt"]
+    assert "hostname" not in ingest
+    assert "IOC_MQTT_CLIENT_ID" not in environment(ingest)
+
+
+def test_no_literal_secrets(services: dict[str, dict[str, Any]]) -> None:
+    checked = 0
+    for name, svc in services.items():
+        for key, value in environment(svc).items():
+            if "PASSWORD" in key or "SECRET" in key:
+                assert REQUIRED_VAR.match(value), f"{name}.{key} must be ${{VAR:?...}}: {value!r}"
+                checked += 1
+            for password in re.findall(r"://[^:/@]+:([^@]+)@", value):
+                assert REQUIRED_VAR.match(password), f"{name}.{key} embeds a literal password"
+    assert checked >= 5  # db, mqtt and the app's four
+
+
+def test_app_settings(services: dict[str, dict[str, Any]]) -> None:
+    for name, svc in app_services(services).items():
+        env = environment(svc)
+        assert env["IOC_ENVIRONMENT"] == "production", name
+        assert env["IOC_LOG_FORMAT"] == "json", name
+        assert "@db:5432/ioc" in env["IOC_DATABASE_URL"], name
+        assert env["IOC_MQTT_HOST"] == "mqtt" and env["IOC_MQTT_PORT"] == "1883", name
+        assert env["IOC_API_HOST"] == "0.0.0.0", name
+        # In production the settings refuse a default for each of these: all must be given.
+        for key in (
+            "IOC_PG_PASSWORD",
+            "IOC_SECRET_KEY",
+            "IOC_MQTT_INGEST_PASSWORD",
+            "IOC_MQTT_SIM_PASSWORD",
+        ):
+            assert key in env, f"{name}: {key} missing"
+    db_env = environment(services["db"])
+    assert db_env["POSTGRES_USER"] == "ioc" and db_env["POSTGRES_DB"] == "ioc"
+
+
+def _condition(svc: dict[str, Any], dep: str) -> str | None:
+    deps = svc.get("depends_on") or {}
+    if isinstance(deps, list):
+        return "service_started" if dep in deps else None
+    return (deps.get(dep) or {}).get("condition")
+
+
+def test_start_up_order(services: dict[str, dict[str, Any]]) -> None:
+    assert "pg_isready" in " ".join(services["db"]["healthcheck"]["test"])
+    assert _condition(services["migrate"], "db") == "service_healthy"
+    for name, svc in app_services(services).items():
+        if name == "migrate":
+            continue
+        assert _condition(svc, "db") == "service_healthy", name
+        assert _condition(svc, "migrate") == "service_completed_successfully", name
+    for name in ("ingest-mqtt", "simulator"):
+        assert _condition(services[name], "mqtt") == "service_healthy", name
+    assert _condition(services["simulator"], "seed") == "service_completed_successfully"
+
+
+def test_long_running_roles_are_supervised(services: dict[str, dict[str, Any]]) -> None:
+    for name in LONG_RUNNING:
+        svc = services[name]
+        assert svc.get("restart") == "unless-stopped", name
+        assert svc.get("healthcheck", {}).get("test"), f"{name}: no healthcheck"
+    for name in ("migrate", "seed"):
+        assert services[name].get("restart") == "no", f"{name} is one-shot"
+    for name in ("db", "mqtt"):
+        assert services[name].get("restart") == "unless-stopped", name
+        assert services[name].get("healthcheck", {}).get("test"), name
+
+
+def _mosquitto_dir(services: dict[str, dict[str, Any]]) -> Path:
+    for volume in services["mqtt"]["volumes"]:
+        source, target = str(volume).split(":")[:2]
+        if target == "/mosquitto/config":
+            assert source.startswith("./"), "the broker config ships with the repo"
+            return ROOT / source
+    pytest.fail("mqtt mounts no /mosquitto/config")
+
+
+def _directives(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            out.setdefault(key, value.strip())
+    return out
+
+
+def test_mosquitto_config(services: dict[str, dict[str, Any]]) -> None:
+    config_dir = _mosquitto_dir(services)
+    conf = _directives(config_dir / "mosquitto.conf")
+    assert conf["allow_anonymous"] == "false"
+    assert conf["persistence"] == "true"
+    assert conf["listener"].split()[0] == "1883"
+    for key in ("password_file", "acl_file"):
+        assert conf[key].startswith("/mosquitto/config/"), key
+    acl = config_dir / Path(conf["acl_file"]).relative_to("/mosquitto/config")
+    assert acl.is_file(), f"{conf['acl_file']} is not in the repo"
+    rules: dict[str, list[str]] = {}
+    user = None
+    for line in acl.read_text().splitlines():
+        if line.startswith("user "):
+            user = line.split()[1]
+        elif line.startswith("topic ") and user:
+            rules.setdefault(user, []).append(line)
+    fields = Settings.model_fields
+    assert rules[fields["mqtt_ingest_user"].default] == ["topic read ioc/#"]
+    assert rules[fields["mqtt_sim_user"].default] == ["topic readwrite ioc/#"]
