@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 import time
 import urllib.request
@@ -139,6 +140,13 @@ def _dev(settings: Settings, args: argparse.Namespace) -> None:
     from ioc.services import LocalServices
     from ioc.supervisor import Supervisor
 
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # Ctrl-C, and SIGTERM from a process manager, both mean an orderly stop (even when the
+    # shell started us with SIGINT ignored, as it does for background jobs).
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     svc = LocalServices(settings)
     already = all(s.running for s in svc.status())
     svc.up()

@@ -27,6 +27,8 @@ def _redact_processor(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutab
 
 def configure(level: str = "INFO", fmt: str = "console", role: str = "ioc") -> None:
     logging.basicConfig(stream=sys.stderr, level=level.upper(), format="%(message)s")
+    for chatty in ("alembic", "alembic.runtime.plugins"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

@@ -125,7 +125,7 @@ def parse_observation(
     if not isinstance(raw, dict):
         return Rejected(Reason.MALFORMED_JSON, "payload is not a JSON object")
     version = raw.get("v")
-    if version != SCHEMA_VERSION:
+    if type(version) is not int or version != SCHEMA_VERSION:  # True == 1 in Python
         return Rejected(Reason.UNSUPPORTED_VERSION, f"v={version!r}, this worker reads v=1")
     try:
         obs = TrafficObservation.model_validate(raw)

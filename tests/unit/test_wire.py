@@ -52,6 +52,8 @@ def test_round_trip_through_the_wire() -> None:
         (TOPIC, b"[1, 2]", Reason.MALFORMED_JSON),
         (TOPIC, _dump({"v": 2, "device_id": "ts-00001"}), Reason.UNSUPPORTED_VERSION),
         (TOPIC, _dump({"device_id": "ts-00001"}), Reason.UNSUPPORTED_VERSION),
+        (TOPIC, _dump({"v": True, "device_id": "ts-00001"}), Reason.UNSUPPORTED_VERSION),
+        (TOPIC, _dump({"v": 1.0, "device_id": "ts-00001"}), Reason.UNSUPPORTED_VERSION),
         (TOPIC, payload(average_speed=-3), Reason.SCHEMA_VIOLATION),
         (TOPIC, payload(occupancy=1.5), Reason.SCHEMA_VIOLATION),
         (TOPIC, payload(extra_field=1), Reason.SCHEMA_VIOLATION),

@@ -1,0 +1,144 @@
+"""The whole centre (`ioc dev`) plus a real Chromium: a congestion caused at the simulator shows
+up live on the map page, an acknowledgement on one screen shows on another, Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.async_api import Browser, async_playwright
+
+from ioc.config import Settings
+from tests.conftest import env_for
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-results"
+
+
+@pytest.fixture(scope="module")
+def centre(services: Settings) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    log = ARTIFACTS / "ioc-dev.log"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ioc.cli", "dev"],
+            env=env_for(services),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{services.api_port}"
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, f"ioc dev exited early; see {log}"
+            try:
+                with urllib.request.urlopen(url + "/api/v1/health", timeout=2) as r:
+                    if json.loads(r.read())["database"]:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"ioc dev did not come up; see {log}"
+            time.sleep(0.5)
+        try:
+            yield url, proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                proc.wait(30)
+
+
+async def launch(p) -> Browser:  # type: ignore[no-untyped-def]
+    return await p.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    )
+
+
+async def test_congestion_alert_appears_live_and_ack_reaches_every_screen(
+    services: Settings, centre: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    url, _ = centre
+    with urllib.request.urlopen(url + "/api/v1/devices?area_id=dong-xoai") as r:
+        names = {d["name"] for d in json.loads(r.read())}
+    assert names
+    async with async_playwright() as p:
+        browser = await launch(p)
+        try:
+            wall = await browser.new_page(viewport={"width": 1600, "height": 900})
+            other = await browser.new_page(viewport={"width": 1280, "height": 800})
+            for page in (wall, other):
+                await page.goto(url + "/")
+                await page.wait_for_selector('#conn-status[data-state="live"]', timeout=20_000)
+            # Markers for every seeded sensor, no tile server involved.
+            await wall.wait_for_function(
+                f"window.iocState && window.iocState.devices.size === {services.sim_sensors}",
+                timeout=20_000,
+            )
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "ioc.cli",
+                    "simulate",
+                    "congest",
+                    "--area",
+                    "dong-xoai",
+                    "--duration",
+                    "120",
+                ],
+                env=env_for(services),
+                check=True,
+                timeout=30,
+            )
+            caused = time.monotonic()
+            firing = wall.locator('#alert-feed .alert-item[data-status="firing"]')
+            await firing.first.wait_for(timeout=60_000)
+            seen_after = time.monotonic() - caused
+            text = await firing.first.inner_text()
+            assert any(name in text for name in names), text
+            assert seen_after < 45, f"alert took {seen_after:.1f}s to show"
+            await wall.screenshot(path=str(ARTIFACTS / "e2e-alert.png"))
+
+            alert_id = await firing.first.get_attribute("data-alert-id")
+            await other.locator(f'#alert-feed .alert-item[data-alert-id="{alert_id}"]').wait_for(
+                timeout=20_000
+            )
+            await wall.locator(f'.ack-btn[data-alert-id="{alert_id}"]').click()
+            await other.locator(
+                f'#alert-feed .alert-item[data-alert-id="{alert_id}"][data-status="acknowledged"]'
+            ).wait_for(timeout=15_000)
+        finally:
+            await browser.close()
+
+
+def test_ctrl_c_stops_everything(
+    services: Settings, centre: tuple[str, subprocess.Popen[bytes]]
+) -> None:
+    url, proc = centre
+    children = subprocess.run(
+        ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+    ).stdout.split()
+    assert len(children) >= 4  # ingest, alerts, api, simulator
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(40) == 0
+    for pid in children:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        ), f"child {pid} still running"
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url + "/api/v1/health", timeout=2)
