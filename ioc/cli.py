@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import time
+import traceback
 import urllib.request
 from collections.abc import Callable
 from typing import Any
@@ -242,6 +243,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the last line of defence: one line, the traceback only on request
+        if settings.log_level.upper() == "DEBUG":
+            traceback.print_exc()
+        print(
+            f"ioc: error: unexpected {type(exc).__name__}: {logs.redact(str(exc))[:300]} "
+            "(run with IOC_LOG_LEVEL=DEBUG for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

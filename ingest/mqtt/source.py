@@ -72,13 +72,17 @@ class MqttSource:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_connect_fail = self._on_connect_fail
         self._refused: str | None = None
+        self._attempted = asyncio.Event()  # set after the first attempt, good or bad
 
     # --- paho network thread -------------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         if rc.is_failure:
             self._refused = str(rc)
             log.error("mqtt connect refused", reason=str(rc))
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._attempted.set)
             return
         self._refused = None
         # Resubscribe after every (re)connect, even with a resumed session: cheap and safe.
@@ -86,6 +90,12 @@ class MqttSource:
         log.info("mqtt connected", topic=self.topic_filter)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self.connected.set)
+        self._loop.call_soon_threadsafe(self._attempted.set)
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        self._refused = "connection refused or unreachable"
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._attempted.set)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         with self._lock:
@@ -134,10 +144,13 @@ class MqttSource:
             raise MqttUnavailable(self._hint(str(exc))) from None
         self._client.loop_start()
         try:
-            await asyncio.wait_for(self.connected.wait(), connect_timeout)
+            await asyncio.wait_for(self._attempted.wait(), connect_timeout)
         except TimeoutError:
-            self._client.loop_stop()
-            raise MqttUnavailable(self._hint(self._refused or "no answer")) from None
+            pass
+        if not self.connected.is_set():
+            self._client.disconnect()
+            await asyncio.to_thread(self._client.loop_stop)
+            raise MqttUnavailable(self._hint(self._refused or "no answer"))
 
     def _hint(self, why: str) -> str:
         return (
