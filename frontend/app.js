@@ -1,77 +1,39 @@
-/* IOC operator map: province map with device markers + live alert feed.
- *
- * Plain JS, no build step. Data:
- *   GET  /api/v1/geo/provinces, /api/v1/geo/province   map outlines (GeoJSON)
- *   GET  /api/v1/areas                                  area names and centres
- *   GET  /api/v1/devices                                polled every 10 s
- *   GET  /api/v1/alerts?status=open                     initial feed (until the stream's snapshot)
- *   POST /api/v1/alerts/{id}/ack                        {"note": "..."}
+/* IOC operator map (/): the province with every device, filters and search, the live alert feed
+ * and the device panel. Plain JS, no build step. Data:
+ *   GET  /api/v1/geo/provinces, /api/v1/geo/province   map outlines (GeoJSON shipped with the app)
+ *   GET  /api/v1/areas, /api/v1/devices (polled), /api/v1/maintenance (polled + on events)
+ *   GET  /api/v1/alerts?status=open                     first fill of the feed
  *   WS   /api/v1/stream[?since=N]                       snapshot / event / resync / heartbeat
+ * Actions (feed.js, device-panel.js) go through the REST API; their effect comes back as events.
  *
- * For tests: window.iocState = {devices: Map, alerts: Map, lastEventId, ...}.
+ * For tests: window.iocState = {devices (sensors and cameras), sites, alerts, areas, lastEventId,
+ * connected, interactive, ...}.
  */
 (function () {
   "use strict";
 
+  const IOC = window.IOC;
   const I = window.I18N;
   const t = I.t;
+  const h = IOC.h;
 
-  const API = "/api/v1";
-  const DEVICE_POLL_MS = 10000;
-  const RESOLVED_LINGER_MS = 4000; // a resolved alert stays highlighted this long, then goes
-  const FLASH_MS = 6000; // a newly firing alert flashes this long
-  const BACKOFF_MIN_MS = 500;
-  const BACKOFF_MAX_MS = 10000;
-  const STALE_SOCKET_MS = 30000; // no message at all for this long: the socket is dead
+  const RESOLVED_LINGER_MS = 4000; // a resolved alert stays visible this long, then goes
+  const FLASH_MS = 6000;
+  const MAINT_POLL_MS = 30000;
 
-  const OPEN_STATUSES = new Set(["pending", "firing", "acknowledged"]);
-  const SEVERITY_RANK = { critical: 0, major: 1, minor: 2, info: 3 };
-  const STATUS_RANK = { firing: 0, pending: 1, acknowledged: 2, resolved: 3 };
-
-  const COLORS = {
-    ok: "#2ecc71",
-    alert: "#ff3b3b",
-    pending: "#ffb020",
-    unknown: "#8a94a6",
-  };
-
-  // ---- state (exposed for tests) -------------------------------------------------------
   const state = {
-    devices: new Map(), // id -> device from /api/v1/devices (+ ._state: ok|alert|pending|unknown)
-    alerts: new Map(), // id -> alert (open ones, and resolved ones while they linger)
-    lastEventId: null,
-    areas: new Map(), // id -> area
-    connected: false,
-    lastMessageAt: null, // Date of the last websocket message (any type)
+    devices: new Map(), // sensors and cameras: id -> device from /api/v1/devices
+    sites: new Map(), // links / power feeds the devices depend on (root causes)
+    alerts: new Map(), // open alerts (and resolved ones while they linger)
+    areas: new Map(),
+    maintenance: [],
     snapshotReceived: false,
+    interactive: false,
+    filters: { kinds: new Set(["traffic_sensor", "camera", "site"]), area: "", severity: "all" },
   };
   window.iocState = state;
 
-  // ---- tiny DOM helper -----------------------------------------------------------------
-  function h(tag, attrs, ...children) {
-    const el = document.createElement(tag);
-    if (attrs) {
-      for (const [k, v] of Object.entries(attrs)) {
-        if (v === null || v === undefined || v === false) continue;
-        if (k === "class") el.className = v;
-        else if (k === "dataset") Object.assign(el.dataset, v);
-        else if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
-        else el.setAttribute(k, v === true ? "" : String(v));
-      }
-    }
-    for (const c of children.flat()) {
-      if (c === null || c === undefined || c === false) continue;
-      el.appendChild(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
-    }
-    return el;
-  }
-
-  async function getJSON(path) {
-    const res = await fetch(path, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-    if (!res.ok) throw new Error(res.status + " " + res.statusText);
-    return res.json();
-  }
-
+  // ---- helpers -------------------------------------------------------------------------------
   let toastTimer = null;
   function toast(msg) {
     const el = document.getElementById("toast");
@@ -80,49 +42,145 @@
     clearTimeout(toastTimer);
     toastTimer = setTimeout(() => (el.hidden = true), 6000);
   }
-
-  function fmtNumber(v, digits) {
-    if (v === null || v === undefined || isNaN(Number(v))) return "–";
-    return new Intl.NumberFormat(I.lang === "vi" ? "vi-VN" : "en-GB", {
-      maximumFractionDigits: digits === undefined ? 1 : digits,
-    }).format(Number(v));
-  }
-
   function areaName(id) {
     const a = state.areas.get(id);
-    if (!a) return id || "";
-    return (I.lang === "en" ? a.name_en : a.name) || a.name || id;
+    return a ? IOC.pick(a, "name", "name_en") : id || "";
+  }
+  function anyDevice(id) {
+    return state.devices.get(id) || state.sites.get(id);
+  }
+  const subtreeCache = new Map();
+  function subtree(id) {
+    if (!subtreeCache.has(id)) {
+      const out = new Set([id]);
+      let grew = true;
+      while (grew) {
+        grew = false;
+        for (const a of state.areas.values()) {
+          if (a.parent_id && out.has(a.parent_id) && !out.has(a.id)) {
+            out.add(a.id);
+            grew = true;
+          }
+        }
+      }
+      subtreeCache.set(id, out);
+    }
+    return subtreeCache.get(id);
+  }
+  function ancestors(id) {
+    const out = new Set();
+    let node = id;
+    while (node && !out.has(node)) {
+      out.add(node);
+      node = (state.areas.get(node) || {}).parent_id;
+    }
+    return out;
   }
 
-  function alertTitle(a) {
-    return (I.lang === "en" ? a.title_en || a.title : a.title || a.title_en) || a.rule_id || "";
+  // ---- device state ------------------------------------------------------------------------------
+  let byDevice = new Map();
+  function indexAlerts() {
+    byDevice = new Map();
+    for (const a of state.alerts.values()) {
+      if (!IOC.OPEN.has(a.status)) continue;
+      if (!byDevice.has(a.device_id)) byDevice.set(a.device_id, []);
+      byDevice.get(a.device_id).push(a);
+    }
+  }
+  function maintenanceOf(dev) {
+    const now = Date.now();
+    const up = ancestors(dev.area_id);
+    return (
+      state.maintenance.find(
+        (m) =>
+          !m.cancelled_at &&
+          new Date(m.starts_at).getTime() <= now &&
+          new Date(m.ends_at).getTime() > now &&
+          (m.device_id === dev.id || (m.area_id && up.has(m.area_id))),
+      ) || null
+    );
+  }
+  /** The display state: worst active alert (by severity), then maintenance, pending, health. */
+  function stateOf(dev) {
+    const list = byDevice.get(dev.id) || [];
+    let worst = null;
+    for (const a of list) {
+      if (!IOC.ACTIVE.has(a.status)) continue;
+      if (worst === null || IOC.SEV_RANK[a.severity] < IOC.SEV_RANK[worst]) worst = a.severity;
+    }
+    if (worst) return IOC.STATES[worst] ? worst : "major";
+    if (maintenanceOf(dev)) return "maintenance";
+    if (list.some((a) => a.status === "pending")) return "pending";
+    switch (dev.status) {
+      case "problem":
+      case "stuck":
+        return "problem";
+      case "offline":
+      case "silent":
+        return "offline";
+      case "alert":
+        return state.snapshotReceived ? "ok" : "major";
+      case "ok":
+        return "ok";
+      default:
+        return "unknown";
+    }
   }
 
-  // ---- map -----------------------------------------------------------------------------
-  const renderer = L.canvas({ padding: 0.5 });
-  const map = L.map("map", {
-    preferCanvas: true,
-    renderer: renderer,
-    zoomControl: true,
-    attributionControl: true,
-    zoomSnap: 0.1,
-    minZoom: 6,
-    maxZoom: 17,
-    worldCopyJump: false,
-  });
+  // ---- filters -----------------------------------------------------------------------------------
+  function severityPasses(sev) {
+    const f = state.filters.severity;
+    return f === "all" || (IOC.SEV_RANK[sev] !== undefined && IOC.SEV_RANK[sev] <= IOC.SEV_RANK[f]);
+  }
+  function devicePasses(dev, st) {
+    const f = state.filters;
+    if (!f.kinds.has(dev.kind)) return false;
+    if (f.area && !subtree(f.area).has(dev.area_id)) return false;
+    if (f.severity !== "all" && !severityPasses(st)) return false;
+    return true;
+  }
+  function alertPasses(a) {
+    const f = state.filters;
+    const dev = anyDevice(a.device_id);
+    const kind = a.device_kind || (dev && dev.kind);
+    if (kind && !f.kinds.has(kind)) return false;
+    if (f.area && !subtree(f.area).has(a.area_id)) return false;
+    return severityPasses(a.severity);
+  }
+
+  // ---- map -----------------------------------------------------------------------------------------
+  const map = L.map("map", { preferCanvas: true, zoomSnap: 0.25, minZoom: 6, maxZoom: 17, keyboard: true });
   map.attributionControl.setPrefix("Leaflet");
   map.attributionControl.addAttribution("Natural Earth (public domain)");
-  map.setView([11.7, 106.9], 9); // Bình Phước; replaced by fitBounds once the outline loads
-
-  // Panes keep the drawing order stable: context < province < area labels < markers.
+  map.setView([11.7, 106.9], 9);
   map.createPane("context").style.zIndex = 350;
   map.createPane("province").style.zIndex = 360;
   map.createPane("devices").style.zIndex = 450;
-  map.createPane("labels").style.zIndex = 500; // above the dots, but lets clicks through
-  map.getPane("labels").style.pointerEvents = "none";
-  const markerRenderer = L.canvas({ padding: 0.5, pane: "devices" });
 
-  // Legend (bottom left), re-rendered on language change.
+  const tip = document.getElementById("map-tip");
+  const layer = new IOC.DeviceLayer({
+    pane: "devices",
+    clusterBelowZoom: 10,
+    onDevice: (id) => focusDevice(id, false),
+    onHover: (hit, pt) => {
+      if (!hit) {
+        tip.hidden = true;
+        return;
+      }
+      if (hit.cluster) {
+        const c = hit.cluster;
+        tip.textContent = areaName(c.key) + " · " + t("tip.cluster", { n: c.n, a: c.alerts }) + " · " + t(IOC.STATES[c.worst].label);
+      } else {
+        const dev = anyDevice(hit.item.id);
+        tip.textContent = (dev ? dev.name : hit.item.id) + " · " + t(IOC.STATES[hit.item.state].label);
+      }
+      tip.style.transform = "translate(" + (pt.x + 14) + "px," + (pt.y - 10) + "px)";
+      tip.hidden = false;
+    },
+  }).addTo(map);
+  state.map = map; // for the benchmark and tests
+  state.layer = layer;
+
   const legend = L.control({ position: "bottomleft" });
   legend.onAdd = () => {
     const div = L.DomUtil.create("div", "legend");
@@ -131,33 +189,29 @@
   };
   legend.addTo(map);
   function renderLegend() {
-    const dot = (color, cls) => h("i", { class: cls || null, style: cls ? null : "background:" + color });
-    legend.getContainer().replaceChildren(
+    const rows = ["critical", "major", "minor", "pending", "problem", "offline", "maintenance", "unknown", "ok"].map((s) =>
+      h("div", { class: "legend-row" }, IOC.shapeIcon(s, 14), t(IOC.STATES[s].label)),
+    );
+    IOC.put(legend.getContainer(), 
       h("div", { class: "legend-title" }, t("legend.title")),
-      h("div", null, dot(COLORS.ok), t("legend.ok")),
-      h("div", null, dot(COLORS.alert), t("legend.alert")),
-      h("div", null, dot(COLORS.pending), t("legend.pending")),
-      h("div", null, dot(COLORS.unknown), t("legend.nodata")),
-      h("div", null, dot(null, "cam"), t("legend.camera")),
+      ...rows,
+      h("div", { class: "legend-row legend-kind" }, h("i", { class: "kind-cam" }), t("legend.camera")),
+      h("div", { class: "legend-row legend-kind" }, h("i", { class: "kind-site" }), t("legend.site")),
+      h("div", { class: "legend-hint" }, t("legend.cluster")),
     );
   }
-  renderLegend();
-
-  let provinceBounds = null;
 
   async function loadGeo(apiPath, staticPath) {
     try {
-      return await getJSON(apiPath);
-    } catch (err) {
-      // The same files ship under /static/geo/: keep the map when the geo endpoint is down.
-      return getJSON(staticPath);
+      return await IOC.getJSON(apiPath);
+    } catch (_) {
+      return IOC.getJSON(staticPath); // the same files ship under /static/geo/
     }
   }
-
   async function drawMap() {
     const [provinces, province] = await Promise.all([
-      loadGeo(API + "/geo/provinces", "/static/geo/vn-provinces.geojson").catch(() => null),
-      loadGeo(API + "/geo/province", "/static/geo/vn-58.geojson"),
+      loadGeo(IOC.API + "/geo/provinces", "/static/geo/vn-provinces.geojson").catch(() => null),
+      loadGeo(IOC.API + "/geo/province", "/static/geo/vn-58.geojson"),
     ]);
     if (provinces) {
       L.geoJSON(provinces, {
@@ -173,409 +227,108 @@
       interactive: false,
       style: { color: "#4fc3f7", weight: 3, fillColor: "#1d3b57", fillOpacity: 0.45 },
     }).addTo(map);
-    provinceBounds = outline.getBounds();
-    if (provinceBounds.isValid()) {
-      map.fitBounds(provinceBounds, { padding: [24, 24] });
-      map.setMaxBounds(provinceBounds.pad(3));
+    const b = outline.getBounds();
+    if (b.isValid()) {
+      map.fitBounds(b, { padding: [24, 24] });
+      map.setMaxBounds(b.pad(3));
     }
   }
 
-  // District names as faint labels (areas are configuration: any depth, any number).
-  const areaLabels = L.layerGroup().addTo(map);
-  function drawAreaLabels() {
-    areaLabels.clearLayers();
-    for (const a of state.areas.values()) {
-      if (!a.parent_id || a.lat === null || a.lat === undefined) continue; // skip the province itself
-      L.marker([a.lat, a.lon], {
-        pane: "labels",
-        interactive: false,
-        keyboard: false,
-        icon: L.divIcon({ className: "area-label", html: "", iconSize: null }),
-      })
-        .addTo(areaLabels)
-        .getElement()
-        .appendChild(h("span", null, areaName(a.id)));
-    }
-  }
-
-  async function loadAreas() {
-    try {
-      const areas = await getJSON(API + "/areas");
-      state.areas = new Map(areas.map((a) => [a.id, a]));
-      drawAreaLabels();
-    } catch (err) {
-      console.warn("areas", err);
-    }
-  }
-
-  // ---- devices and markers ---------------------------------------------------------------
-  const markers = new Map(); // device id -> L.circleMarker
-
-  /** Open alerts per device, derived from the alert map (the stream is the freshest source). */
-  function openAlertsByDevice() {
-    const by = new Map();
-    for (const a of state.alerts.values()) {
-      if (!OPEN_STATUSES.has(a.status)) continue;
-      if (!by.has(a.device_id)) by.set(a.device_id, []);
-      by.get(a.device_id).push(a);
-    }
-    return by;
-  }
-
-  function deviceState(dev, alertsOfDevice) {
-    if (alertsOfDevice && alertsOfDevice.some((a) => a.status === "firing" || a.status === "acknowledged")) {
-      return "alert";
-    }
-    if (alertsOfDevice && alertsOfDevice.length) return "pending";
-    // Before the first snapshot the server's own status is all we know.
-    if (!state.snapshotReceived && dev.status === "alert") return "alert";
-    if (dev.status === "unknown" || !dev.last_seen) return "unknown";
-    return "ok";
-  }
-
-  // Dots shrink when zoomed out over a dense province and grow when zoomed in.
-  function radiusScale() {
-    const z = map.getZoom();
-    const dense = state.devices.size > 1000 ? 0.8 : 1;
-    return dense * (z < 9.5 ? 0.85 : z < 11 ? 1 : z < 13 ? 1.2 : 1.4);
-  }
-  let lastScale = null;
-  map.on("zoomend", () => {
-    if (radiusScale() === lastScale) return;
-    for (const [id, m] of markers) {
-      const dev = state.devices.get(id);
-      if (dev) m.setStyle(markerStyle(dev, dev._state));
-    }
-  });
-
-  function markerStyle(dev, st) {
-    const camera = dev.kind === "camera";
-    lastScale = radiusScale();
-    return {
-      radius: st === "alert" ? 8 : (camera ? 5.5 : 4.5) * lastScale,
-      color: camera ? "#d6e6ff" : "#0b111c",
-      weight: camera ? 1.5 : 1,
-      fillColor: COLORS[st] || COLORS.unknown,
-      fillOpacity: st === "unknown" ? 0.75 : 0.95,
-      opacity: 0.9,
-    };
-  }
-
-  function popupContent(dev) {
-    const alerts = openAlertsByDevice().get(dev.id) || [];
-    const st = dev._state || "unknown";
-    const last = dev.last || {};
-    const rows = [
-      [t("dev.kind"), t("kind." + dev.kind)],
-      [t("dev.area"), areaName(dev.area_id)],
-      [t("dev.state"), h("span", { class: "st st-" + st }, t("state." + st))],
-    ];
-    if (last.speed_kmh !== undefined && last.speed_kmh !== null) {
-      rows.push([t("dev.speed"), fmtNumber(last.speed_kmh) + " " + t("unit.kmh")]);
-    }
-    if (last.intensity !== undefined && last.intensity !== null) {
-      rows.push([t("dev.intensity"), fmtNumber(last.intensity, 0) + " " + t("unit.vph")]);
-    }
-    if (last.occupancy !== undefined && last.occupancy !== null) {
-      const occ = Number(last.occupancy);
-      rows.push([t("dev.occupancy"), fmtNumber(occ <= 1 ? occ * 100 : occ, 0) + " %"]);
-    }
-    for (const [k, v] of Object.entries(last)) {
-      if (["speed_kmh", "intensity", "occupancy"].includes(k) || v === null || typeof v === "object") continue;
-      rows.push([k, typeof v === "number" ? fmtNumber(v, 2) : String(v)]);
-    }
-    rows.push([t("dev.lastSeen"), dev.last_seen ? I.formatTime(dev.last_seen) : t("dev.never")]);
-    return h(
-      "div",
-      { class: "dev-popup", dataset: { deviceId: dev.id } },
-      h("div", { class: "dev-name" }, dev.name || dev.id),
-      h("table", null, rows.map(([k, v]) => h("tr", null, h("th", null, k), h("td", null, v)))),
-      alerts.length
-        ? h(
-            "div",
-            { class: "dev-alerts" },
-            h("div", { class: "dev-alerts-title" }, t("dev.alerts")),
-            alerts.map((a) =>
-              h("div", { class: "dev-alert sev-" + a.severity }, "● " + alertTitle(a) + " (" + t("status." + a.status) + ")"),
-            ),
-          )
-        : null,
-    );
-  }
-
-  function tooltipContent(dev) {
-    return (dev.name || dev.id) + " · " + t("state." + (dev._state || "unknown"));
-  }
-
-  // A translucent halo under every device in alert, so red stands out among hundreds of green.
-  const halos = new Map(); // device id -> L.circleMarker
-  function setHalo(dev, on) {
-    const halo = halos.get(dev.id);
-    if (on && !halo) {
-      const m = L.circleMarker([dev.lat, dev.lon], {
-        renderer: markerRenderer,
-        interactive: false,
-        radius: 16,
-        color: COLORS.alert,
-        weight: 2,
-        opacity: 0.8,
-        fillColor: COLORS.alert,
-        fillOpacity: 0.18,
-      }).addTo(map);
-      halos.set(dev.id, m);
-    } else if (!on && halo) {
-      halo.remove();
-      halos.delete(dev.id);
-    } else if (halo) {
-      halo.setLatLng([dev.lat, dev.lon]);
-    }
-  }
-
-  function upsertMarker(dev, alertsByDev) {
-    if (typeof dev.lat !== "number" || typeof dev.lon !== "number") return;
-    const st = deviceState(dev, alertsByDev.get(dev.id));
-    const changed = dev._state !== st;
-    dev._state = st;
-    setHalo(dev, st === "alert");
-    let m = markers.get(dev.id);
-    if (!m) {
-      m = L.circleMarker([dev.lat, dev.lon], Object.assign({ renderer: markerRenderer }, markerStyle(dev, st)));
-      m.deviceId = dev.id;
-      m.bindTooltip(() => tooltipContent(state.devices.get(m.deviceId) || dev), { direction: "top", offset: [0, -6] });
-      m.bindPopup(() => popupContent(state.devices.get(m.deviceId) || dev), { maxWidth: 340, minWidth: 240 });
-      m.addTo(map);
-      markers.set(dev.id, m);
-      return;
-    }
-    const ll = m.getLatLng();
-    if (ll.lat !== dev.lat || ll.lng !== dev.lon) m.setLatLng([dev.lat, dev.lon]);
-    if (changed) m.setStyle(markerStyle(dev, st));
-    if (m.isPopupOpen()) m.setPopupContent(popupContent(dev));
-  }
-
-  /** Draw order on the canvas: ordinary dots, then halos, then the dots in alert on top. */
-  function raiseAlerts() {
-    for (const halo of halos.values()) halo.bringToFront();
-    for (const id of halos.keys()) {
-      const m = markers.get(id);
-      if (m) m.bringToFront();
-    }
-  }
-
-  function refreshMarkers(onlyDeviceIds) {
-    const byDev = openAlertsByDevice();
-    if (onlyDeviceIds) {
-      for (const id of onlyDeviceIds) {
-        const dev = state.devices.get(id);
-        if (dev) upsertMarker(dev, byDev);
+  // ---- drawing the devices -------------------------------------------------------------------------
+  const itemCache = new Map();
+  let counts = {};
+  function redraw() {
+    indexAlerts();
+    const items = [];
+    const c = { devices: state.devices.size, ok: 0, alert: 0, problem: 0, unknown: 0, open: 0, firing: 0, shown: 0 };
+    for (const dev of [...state.devices.values(), ...state.sites.values()]) {
+      const st = stateOf(dev);
+      dev._state = st;
+      if (dev.kind !== "site") {
+        if (st === "ok") c.ok++;
+        else if (st === "offline" || st === "unknown") c.unknown++;
+        else if (st === "problem") c.problem++;
+        else if (st !== "maintenance") c.alert++;
       }
-    } else {
-      for (const dev of state.devices.values()) upsertMarker(dev, byDev);
-    }
-    raiseAlerts();
-    renderCounts();
-  }
-
-  let devicesFailed = false;
-  async function pollDevices() {
-    try {
-      const list = await getJSON(API + "/devices");
-      const seen = new Set();
-      for (const d of list) {
-        const prev = state.devices.get(d.id);
-        if (prev) d._state = prev._state;
-        state.devices.set(d.id, d);
-        seen.add(d.id);
+      if (typeof dev.lat !== "number" || !devicePasses(dev, st)) continue;
+      let it = itemCache.get(dev.id);
+      if (!it || it.lat !== dev.lat || it.lon !== dev.lon) {
+        it = { id: dev.id, lat: dev.lat, lon: dev.lon };
+        itemCache.set(dev.id, it);
       }
-      for (const id of Array.from(state.devices.keys())) {
-        if (!seen.has(id)) {
-          state.devices.delete(id);
-          const m = markers.get(id);
-          if (m) {
-            m.remove();
-            markers.delete(id);
-          }
-          setHalo({ id: id }, false);
-        }
-      }
-      refreshMarkers();
-      renderFeed(); // device names/areas may have arrived after the alerts
-      devicesFailed = false;
-    } catch (err) {
-      if (!devicesFailed) toast(t("devices.error"));
-      devicesFailed = true;
-      console.warn("devices", err);
-    } finally {
-      setTimeout(pollDevices, DEVICE_POLL_MS);
-    }
-  }
-
-  function renderCounts() {
-    const c = { devices: state.devices.size, ok: 0, alert: 0, unknown: 0, open: 0, firing: 0 };
-    for (const d of state.devices.values()) {
-      if (d._state === "ok") c.ok++;
-      else if (d._state === "alert" || d._state === "pending") c.alert++;
-      else c.unknown++;
+      it.kind = dev.kind;
+      it.state = st;
+      it.area = dev.area_id;
+      items.push(it);
+      if (dev.kind !== "site") c.shown++;
     }
     for (const a of state.alerts.values()) {
-      if (!OPEN_STATUSES.has(a.status)) continue;
+      if (!IOC.OPEN.has(a.status)) continue;
       c.open++;
-      if (a.status === "firing") c.firing++;
+      if (a.status === "firing" || a.status === "flapping") c.firing++;
     }
+    counts = c;
+    layer.setItems(items);
+    renderCounts();
+    feed.update(state.alerts);
+    panel.refresh();
+  }
+  let redrawQueued = false;
+  function scheduleRedraw() {
+    if (redrawQueued) return;
+    redrawQueued = true;
+    requestAnimationFrame(() => {
+      redrawQueued = false;
+      redraw();
+    });
+  }
+  function renderCounts() {
     document.querySelectorAll("[data-count]").forEach((el) => {
       const k = el.getAttribute("data-count");
-      if (k in c) el.textContent = fmtNumber(c[k], 0);
+      if (k in counts) el.textContent = IOC.fmtNum(counts[k], 0);
+    });
+    document.getElementById("shown-count").textContent = t("filter.shown", {
+      n: IOC.fmtNum(counts.shown || 0, 0),
+      m: IOC.fmtNum(counts.devices || 0, 0),
     });
   }
 
-  // ---- alert feed ------------------------------------------------------------------------
-  const feedEl = document.getElementById("alert-feed");
-  const feedEmpty = document.getElementById("feed-empty");
-  const flashing = new Map(); // alert id -> until (ms)
-  const lingering = new Map(); // resolved alert id -> timer
-  const acking = new Set();
+  // ---- feed and panel ------------------------------------------------------------------------------------
+  const feed = IOC.AlertFeed({
+    el: document.getElementById("alert-feed"),
+    emptyEl: document.getElementById("feed-empty"),
+    moreEl: document.getElementById("feed-more"),
+    getDevice: anyDevice,
+    areaName: areaName,
+    filter: alertPasses,
+    onFocus: (id) => focusDevice(id, true),
+    onUpdated: (a) => applyAlert(a, "api"),
+    onMaintenance: loadMaintenance,
+    toast: toast,
+  });
+  const panel = IOC.DevicePanel({
+    el: document.getElementById("device-panel"),
+    getDevice: anyDevice,
+    areaName: areaName,
+    stateOf: (dev) => dev._state || stateOf(dev),
+    maintenanceOf: maintenanceOf,
+    openAlerts: (id) => (byDevice.get(id) || []).slice().sort((a, b) => IOC.SEV_RANK[a.severity] - IOC.SEV_RANK[b.severity]),
+    onClose: () => layer.select(null),
+    onChanged: () => loadMaintenance(),
+    toast: toast,
+  });
 
-  function alertTime(a) {
-    return a.fired_at || a.started_at || a.updated_at;
+  function focusDevice(id, fly) {
+    const dev = anyDevice(id);
+    if (!dev) return;
+    if (fly || map.getZoom() < 12) map.flyTo([dev.lat, dev.lon], Math.max(map.getZoom(), 13), { duration: 0.6 });
+    layer.select(id);
+    panel.open(id);
   }
 
-  function sortAlerts(list) {
-    return list.sort((x, y) => {
-      const s = (STATUS_RANK[x.status] ?? 9) - (STATUS_RANK[y.status] ?? 9);
-      if (s) return s;
-      const v = (SEVERITY_RANK[x.severity] ?? 9) - (SEVERITY_RANK[y.severity] ?? 9);
-      if (v) return v;
-      return String(alertTime(y) || "").localeCompare(String(alertTime(x) || ""));
-    });
-  }
-
-  function alertItem(a) {
-    const dev = state.devices.get(a.device_id);
-    const deviceName = a.device_name || (dev && dev.name) || a.device_id || "";
-    const area = a.area_id || (dev && dev.area_id);
-    const classes = ["alert-item", "sev-" + a.severity, "status-" + a.status];
-    if ((flashing.get(a.id) || 0) > Date.now()) classes.push("flash");
-    const busy = acking.has(a.id);
-    return h(
-      "li",
-      {
-        class: classes.join(" "),
-        dataset: { alertId: a.id, status: a.status, severity: a.severity, deviceId: a.device_id || "" },
-        tabindex: "0",
-        onclick: (ev) => {
-          if (ev.target.closest("button")) return;
-          focusDevice(a.device_id);
-        },
-        onkeydown: (ev) => {
-          if (ev.key === "Enter" && !ev.target.closest("button")) focusDevice(a.device_id);
-        },
-      },
-      h(
-        "div",
-        { class: "ai-head" },
-        h("span", { class: "sev-badge" }, t("sev." + a.severity)),
-        h("span", { class: "ai-status" }, t("status." + a.status)),
-        h("time", { class: "ai-time", datetime: alertTime(a) || "" }, I.formatTime(alertTime(a))),
-      ),
-      h("div", { class: "ai-title" }, alertTitle(a)),
-      h(
-        "div",
-        { class: "ai-meta" },
-        h("span", { class: "ai-device" }, deviceName),
-        area ? h("span", { class: "ai-area" }, areaName(area)) : null,
-        a.value !== null && a.value !== undefined
-          ? h("span", { class: "ai-value" }, t("feed.value") + " " + fmtNumber(a.value, 2))
-          : null,
-      ),
-      a.status === "firing"
-        ? h(
-            "div",
-            { class: "ai-actions" },
-            h(
-              "button",
-              {
-                type: "button",
-                class: "ack-btn",
-                disabled: busy,
-                dataset: { alertId: a.id },
-                onclick: () => acknowledge(a.id),
-              },
-              busy ? t("feed.acking") : t("feed.ack"),
-            ),
-          )
-        : a.status === "acknowledged" && (a.acknowledged_by || a.ack_note || a.note)
-          ? h(
-              "div",
-              { class: "ai-ack" },
-              "✓ " + t("feed.ackedBy") + (a.acknowledged_by ? " · " + a.acknowledged_by : "") +
-                (a.ack_note || a.note ? " — " + (a.ack_note || a.note) : ""),
-            )
-          : null,
-    );
-  }
-
-  const feedItems = new Map(); // alert id -> {key, el}
-  function itemKey(a) {
-    const dev = state.devices.get(a.device_id);
-    return JSON.stringify([
-      I.lang,
-      a.status,
-      a.severity,
-      a.updated_at,
-      alertTitle(a),
-      a.value,
-      a.device_name || (dev && dev.name),
-      areaName(a.area_id || (dev && dev.area_id)),
-      acking.has(a.id),
-      (flashing.get(a.id) || 0) > Date.now(),
-    ]);
-  }
-
-  let renderQueued = false;
-  function renderFeed() {
-    // Coalesce bursts of events into one repaint per frame.
-    if (renderQueued) return;
-    renderQueued = true;
-    requestAnimationFrame(() => {
-      renderQueued = false;
-      const list = sortAlerts(Array.from(state.alerts.values()));
-      // Keyed update: an item is rebuilt only when what it shows changed, so a running flash
-      // animation or a pressed button is not thrown away by an unrelated event.
-      const keep = new Set();
-      let prevEl = null;
-      for (const a of list) {
-        const key = itemKey(a);
-        let entry = feedItems.get(a.id);
-        if (!entry || entry.key !== key) {
-          const el = alertItem(a);
-          if (entry) entry.el.replaceWith(el);
-          entry = { key: key, el: el };
-          feedItems.set(a.id, entry);
-        }
-        keep.add(a.id);
-        const want = prevEl ? prevEl.nextSibling : feedEl.firstChild;
-        if (want !== entry.el) feedEl.insertBefore(entry.el, want);
-        prevEl = entry.el;
-      }
-      for (const [id, entry] of Array.from(feedItems.entries())) {
-        if (!keep.has(id)) {
-          entry.el.remove();
-          feedItems.delete(id);
-        }
-      }
-      feedEmpty.hidden = list.length > 0;
-      renderCounts();
-    });
-  }
-
-  function focusDevice(deviceId) {
-    const m = markers.get(deviceId);
-    if (!m) return;
-    map.flyTo(m.getLatLng(), Math.max(map.getZoom(), 12), { duration: 0.6 });
-    m.openPopup();
-  }
-
-  function applyAlert(a, isNewEvent) {
+  // ---- alerts ----------------------------------------------------------------------------------------------
+  const lingering = new Map();
+  function applyAlert(a, kind) {
     if (!a || a.id === undefined || a.id === null) return;
     const prev = state.alerts.get(a.id);
     if (a.status === "resolved") {
@@ -587,7 +340,7 @@
             lingering.delete(a.id);
             const cur = state.alerts.get(a.id);
             if (cur && cur.status === "resolved") state.alerts.delete(a.id);
-            renderFeed();
+            scheduleRedraw();
           }, RESOLVED_LINGER_MS),
         );
       }
@@ -596,251 +349,265 @@
         clearTimeout(lingering.get(a.id));
         lingering.delete(a.id);
       }
+      if (prev && prev.updated_at && a.updated_at && a.updated_at < prev.updated_at) return; // stale answer
       state.alerts.set(a.id, a);
-      if (isNewEvent && a.status === "firing" && (!prev || prev.status !== "firing")) {
-        flashing.set(a.id, Date.now() + FLASH_MS);
-        setTimeout(() => {
-          flashing.delete(a.id);
-          const entry = feedItems.get(a.id);
-          if (entry) entry.el.classList.remove("flash");
-        }, FLASH_MS);
-      }
+      if (kind !== "api" && a.status === "firing" && (!prev || prev.status !== "firing")) feed.flash(a.id, FLASH_MS);
     }
-    refreshMarkers([a.device_id, prev && prev.device_id].filter(Boolean));
-    renderFeed();
+    scheduleRedraw();
   }
-
   function replaceAlerts(list) {
     for (const timer of lingering.values()) clearTimeout(timer);
     lingering.clear();
     state.alerts = new Map();
-    for (const a of list || []) if (a && OPEN_STATUSES.has(a.status)) state.alerts.set(a.id, a);
-    refreshMarkers();
-    renderFeed();
+    for (const a of list || []) if (a && IOC.OPEN.has(a.status)) state.alerts.set(a.id, a);
+    scheduleRedraw();
   }
 
-  async function acknowledge(id) {
-    if (acking.has(id)) return;
-    acking.add(id);
-    renderFeed();
-    try {
-      const res = await fetch(API + "/alerts/" + encodeURIComponent(id) + "/ack", {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ note: "" }),
-      });
-      if (res.status === 401 || res.status === 403) throw new Error(t("feed.ack.auth"));
-      if (!res.ok) {
-        let detail = res.status + " " + res.statusText;
-        try {
-          const body = await res.json();
-          if (body && body.detail) detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
-        } catch (_) {
-          /* not JSON */
-        }
-        throw new Error(detail);
+  function onEvent(msg) {
+    if (msg.alert) {
+      applyAlert(msg.alert, msg.kind);
+      if (msg.kind === "alert.note" && msg.alert.note) feed.note(msg.alert.id, { note: msg.alert.note, actor: msg.actor, time: msg.time });
+    } else if (msg.kind && msg.kind.startsWith("camera.") && msg.data) {
+      const dev = state.devices.get(msg.device_id);
+      if (dev) {
+        const s = msg.data.status;
+        dev.last = Object.assign({}, dev.last || {}, { status: s, fps: msg.data.fps });
+        if (dev.status !== "alert") dev.status = s === "ok" ? "ok" : s === "offline" ? "offline" : "problem";
+        scheduleRedraw();
       }
-      const updated = await res.json();
-      if (updated && updated.id !== undefined) applyAlert(updated, false);
+    } else if (msg.kind && msg.kind.startsWith("maintenance.")) {
+      loadMaintenance();
+    }
+  }
+
+  const stream = IOC.LiveStream({
+    onSnapshot: (alerts) => {
+      state.snapshotReceived = true;
+      replaceAlerts(alerts);
+      ready("alerts");
+    },
+    onEvent: onEvent,
+    onStatus: () => renderConn(),
+  });
+  Object.defineProperty(state, "lastEventId", { get: () => stream.lastEventId });
+  Object.defineProperty(state, "connected", { get: () => stream.connected });
+  Object.defineProperty(state, "lastMessageAt", { get: () => stream.lastMessageAt });
+  const renderConn = IOC.connIndicator(document.getElementById("conn-status"), stream);
+
+  // ---- polling ---------------------------------------------------------------------------------------------
+  let devicesFailed = false;
+  async function pollDevices() {
+    try {
+      const list = await IOC.getJSON("devices");
+      const devices = new Map();
+      const sites = new Map();
+      for (const d of list) (d.kind === "site" ? sites : devices).set(d.id, d);
+      state.devices = devices;
+      state.sites = sites;
+      for (const id of Array.from(itemCache.keys())) if (!anyDevice(id)) itemCache.delete(id);
+      devicesFailed = false;
+      redraw();
+      ready("devices");
     } catch (err) {
-      toast(t("feed.ack.failed", { msg: err.message }));
+      if (!devicesFailed) toast(t("devices.error"));
+      devicesFailed = true;
     } finally {
-      acking.delete(id);
-      renderFeed();
+      setTimeout(pollDevices, state.devices.size > 2000 ? 20000 : 10000);
     }
   }
-
-  // ---- live stream -----------------------------------------------------------------------
-  const connEl = document.getElementById("conn-status");
-  const connText = connEl.querySelector(".conn-text");
-  const connAge = document.getElementById("conn-age");
-  let ws = null;
-  let attempt = 0;
-  let reconnectTimer = null;
-  let everConnected = false;
-  let connLabelKey = "conn.connecting";
-
-  function setConn(live, labelKey) {
-    state.connected = live;
-    connEl.dataset.state = live ? "live" : "reconnecting";
-    connLabelKey = labelKey;
-    connText.textContent = t(labelKey);
-    renderAge();
-  }
-
-  function renderAge() {
-    if (!state.lastMessageAt) {
-      connAge.textContent = "";
-      return;
-    }
-    const n = Math.max(0, Math.round((Date.now() - state.lastMessageAt.getTime()) / 1000));
-    connAge.textContent = t("conn.ago", { n: n });
-  }
-
-  function streamUrl() {
-    const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    let url = proto + "//" + location.host + API + "/stream";
-    if (state.lastEventId !== null && state.lastEventId !== undefined) {
-      url += "?since=" + encodeURIComponent(state.lastEventId);
-    }
-    return url;
-  }
-
-  function scheduleReconnect() {
-    if (reconnectTimer) return;
-    setConn(false, everConnected ? "conn.reconnecting" : "conn.connecting");
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, attempt));
-    const delay = Math.round(base * (0.75 + Math.random() * 0.5));
-    attempt++;
-    reconnectTimer = setTimeout(() => {
-      reconnectTimer = null;
-      connect();
-    }, Math.min(delay, BACKOFF_MAX_MS));
-  }
-
-  function connect() {
-    if (ws) {
-      const old = ws;
-      ws = null;
-      old.onopen = old.onmessage = old.onclose = old.onerror = null;
-      try {
-        old.close();
-      } catch (_) {
-        /* already closed */
-      }
-    }
-    let sock;
+  async function loadMaintenance() {
     try {
-      sock = new WebSocket(streamUrl());
+      state.maintenance = await IOC.getJSON("maintenance");
+      scheduleRedraw();
     } catch (err) {
-      scheduleReconnect();
-      return;
-    }
-    ws = sock;
-    sock.onopen = () => {
-      everConnected = true;
-      setConn(true, "conn.live");
-    };
-    sock.onmessage = (ev) => {
-      state.lastMessageAt = new Date();
-      attempt = 0; // the server talks to us: the next failure starts the backoff afresh
-      let msg;
-      try {
-        msg = JSON.parse(ev.data);
-      } catch (_) {
-        console.warn("stream: not JSON", ev.data);
-        return;
-      }
-      handleMessage(msg);
-      renderAge();
-    };
-    sock.onerror = () => {
-      /* onclose follows */
-    };
-    sock.onclose = () => {
-      if (ws !== sock) return;
-      ws = null;
-      scheduleReconnect();
-    };
-  }
-
-  function handleMessage(msg) {
-    switch (msg.type) {
-      case "snapshot":
-        state.snapshotReceived = true;
-        replaceAlerts(msg.alerts);
-        if (msg.watermark !== undefined && msg.watermark !== null) state.lastEventId = msg.watermark;
-        if (!state.connected) setConn(true, "conn.live");
-        break;
-      case "event": {
-        if (typeof msg.id === "number" && typeof state.lastEventId === "number" && msg.id <= state.lastEventId) {
-          return; // already applied (replayed after a reconnect)
-        }
-        applyAlert(msg.alert, true);
-        if (msg.id !== undefined && msg.id !== null) state.lastEventId = msg.id;
-        break;
-      }
-      case "resync":
-        // We fell behind: drop the cursor and start over with a fresh snapshot.
-        console.info("stream: resync", msg.reason);
-        state.lastEventId = null;
-        setConn(false, "conn.resync");
-        attempt = 0;
-        connect();
-        break;
-      case "heartbeat":
-        // The watermark is not adopted as our cursor: only events we applied move it.
-        if (!state.connected) setConn(true, "conn.live");
-        break;
-      default:
-        console.debug("stream: unknown message", msg);
+      console.warn("maintenance", err);
     }
   }
-
-  // A socket that stays open but silent (no heartbeats) is as good as dead.
-  setInterval(() => {
-    renderAge();
-    if (ws && state.connected && state.lastMessageAt && Date.now() - state.lastMessageAt.getTime() > STALE_SOCKET_MS) {
-      const dead = ws;
-      ws = null;
-      dead.onopen = dead.onmessage = dead.onclose = dead.onerror = null;
-      try {
-        dead.close();
-      } catch (_) {
-        /* ignore */
-      }
-      scheduleReconnect();
+  async function loadAreas() {
+    try {
+      const areas = await IOC.getJSON("areas");
+      state.areas = new Map(areas.map((a) => [a.id, a]));
+      subtreeCache.clear();
+      nameAreas();
+      fillAreaFilter();
+    } catch (err) {
+      console.warn("areas", err);
     }
-  }, 1000);
+  }
+  function nameAreas() {
+    for (const a of state.areas.values()) a._name = areaName(a.id);
+    layer.setAreas(state.areas);
+  }
 
-  // ---- header: clock and language -----------------------------------------------------------
-  const clockEl = document.getElementById("clock");
-  const clockFmt = new Intl.DateTimeFormat("vi-VN", {
-    timeZone: I.TZ,
-    hour: "2-digit",
-    minute: "2-digit",
-    second: "2-digit",
-    hour12: false,
+  // ---- toolbar: filters and search --------------------------------------------------------------------------
+  const areaSel = document.getElementById("filter-area");
+  const sevSel = document.getElementById("filter-severity");
+  function fillAreaFilter() {
+    const keep = areaSel.value;
+    const depth = (a) => ancestors(a.id).size - 1;
+    const sorted = Array.from(state.areas.values()).sort((a, b) => depth(a) - depth(b) || areaName(a.id).localeCompare(areaName(b.id), "vi"));
+    const ordered = [];
+    const walk = (parent) => {
+      for (const a of sorted) if ((a.parent_id || null) === parent) ordered.push(a), walk(a.id);
+    };
+    walk(null);
+    IOC.put(areaSel, 
+      h("option", { value: "" }, t("filter.area.all")),
+      ...ordered.filter((a) => a.parent_id).map((a) => h("option", { value: a.id }, "\u00a0".repeat(2 * (depth(a) - 1)) + areaName(a.id))),
+    );
+    areaSel.value = keep;
+  }
+  function fillSeverityFilter() {
+    const keep = sevSel.value || "all";
+    IOC.put(sevSel, ...["all", "critical", "major", "minor", "info"].map((s) => h("option", { value: s }, t("filter.sev." + s))));
+    sevSel.value = keep;
+  }
+  areaSel.addEventListener("change", () => {
+    state.filters.area = areaSel.value;
+    redraw();
+    const pts = [...state.devices.values()].filter((d) => !areaSel.value || subtree(areaSel.value).has(d.area_id)).map((d) => [d.lat, d.lon]);
+    if (areaSel.value && pts.length) map.flyToBounds(L.latLngBounds(pts).pad(0.15), { duration: 0.5, maxZoom: 13 });
   });
-  function tickClock() {
-    clockEl.textContent = clockFmt.format(new Date());
-  }
-  setInterval(tickClock, 1000);
-  tickClock();
-
-  document.getElementById("lang-toggle").addEventListener("click", () => {
-    I.setLang(I.lang === "vi" ? "en" : "vi");
+  sevSel.addEventListener("change", () => {
+    state.filters.severity = sevSel.value;
+    redraw();
   });
+  document.querySelectorAll(".kind-toggle").forEach((btn) => {
+    btn.addEventListener("click", () => {
+      const k = btn.dataset.kind;
+      state.filters.kinds.has(k) ? state.filters.kinds.delete(k) : state.filters.kinds.add(k);
+      btn.setAttribute("aria-pressed", state.filters.kinds.has(k) ? "true" : "false");
+      redraw();
+    });
+  });
+  document.getElementById("filter-reset").addEventListener("click", () => {
+    state.filters = { kinds: new Set(["traffic_sensor", "camera", "site"]), area: "", severity: "all" };
+    areaSel.value = "";
+    sevSel.value = "all";
+    document.querySelectorAll(".kind-toggle").forEach((b) => b.setAttribute("aria-pressed", "true"));
+    redraw();
+  });
+
+  const search = document.getElementById("search");
+  const results = document.getElementById("search-results");
+  let matches = [];
+  let active = -1;
+  const fold = (s) => String(s || "").normalize("NFD").replace(/[\u0300-\u036f]/g, "").replace(/đ/g, "d").replace(/Đ/g, "D").toLowerCase();
+  function renderResults() {
+    IOC.put(results, 
+      ...matches.map((d, i) =>
+        h(
+          "li",
+          {
+            id: "sr-" + i,
+            role: "option",
+            class: i === active ? "active" : null,
+            "aria-selected": i === active ? "true" : "false",
+            onmousedown: (ev) => {
+              ev.preventDefault();
+              choose(i);
+            },
+          },
+          IOC.shapeIcon(d._state || "unknown", 13),
+          h("span", { class: "sr-name" }, d.name),
+          h("span", { class: "sr-meta" }, d.id + " · " + areaName(d.area_id)),
+        ),
+      ),
+    );
+    results.hidden = !matches.length;
+    search.setAttribute("aria-expanded", matches.length ? "true" : "false");
+    if (active >= 0) search.setAttribute("aria-activedescendant", "sr-" + active);
+    else search.removeAttribute("aria-activedescendant");
+  }
+  function choose(i) {
+    const d = matches[i];
+    if (!d) return;
+    matches = [];
+    active = -1;
+    renderResults();
+    search.value = d.name;
+    focusDevice(d.id, true);
+  }
+  search.addEventListener("input", () => {
+    const q = fold(search.value.trim());
+    matches = [];
+    active = -1;
+    if (q) {
+      for (const d of [...state.devices.values(), ...state.sites.values()]) {
+        if (fold(d.name).includes(q) || fold(d.id).includes(q)) matches.push(d);
+        if (matches.length >= 8) break;
+      }
+      active = matches.length ? 0 : -1;
+    }
+    renderResults();
+  });
+  search.addEventListener("keydown", (ev) => {
+    if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
+      ev.preventDefault();
+      if (!matches.length) return;
+      active = (active + (ev.key === "ArrowDown" ? 1 : matches.length - 1)) % matches.length;
+      renderResults();
+    } else if (ev.key === "Enter") {
+      ev.preventDefault();
+      choose(Math.max(0, active));
+    } else if (ev.key === "Escape") {
+      search.value = "";
+      matches = [];
+      renderResults();
+    }
+  });
+  search.addEventListener("blur", () => setTimeout(() => ((matches = []), renderResults()), 150));
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "/" && !ev.target.closest("input, textarea, select")) {
+      ev.preventDefault();
+      search.focus();
+    }
+  });
+
+  // ---- language ------------------------------------------------------------------------------------------------
+  IOC.langToggle(document.getElementById("lang-toggle"));
   I.onChange(() => {
-    connText.textContent = t(connLabelKey);
-    renderAge();
-    drawAreaLabels();
+    nameAreas();
+    fillAreaFilter();
+    fillSeverityFilter();
     renderLegend();
-    renderFeed();
     renderCounts();
-    map.closePopup();
+    feed.render(true);
   });
 
-  // ---- start -------------------------------------------------------------------------------
-  async function start() {
-    I.applyStatic();
-    setConn(false, "conn.connecting");
-    drawMap().catch((err) => {
+  // ---- start: "interactive" once the outline, the devices and the alerts are on screen --------------------------
+  const pending = new Set(["geo", "devices", "alerts"]);
+  function ready(part) {
+    pending.delete(part);
+    if (pending.size || state.interactive) return;
+    requestAnimationFrame(() =>
+      setTimeout(() => {
+        state.interactive = true;
+        performance.mark("ioc-interactive");
+      }, 0),
+    );
+  }
+
+  I.applyStatic();
+  IOC.startClock(document.getElementById("clock"));
+  fillSeverityFilter();
+  renderLegend();
+  drawMap()
+    .catch((err) => {
       const el = document.getElementById("map-message");
       el.textContent = t("map.error", { msg: err.message });
       el.hidden = false;
-    });
-    loadAreas();
-    // The REST list fills the feed at once; the stream's snapshot replaces it when it arrives.
-    getJSON(API + "/alerts?status=open")
-      .then((list) => {
-        if (!state.snapshotReceived) replaceAlerts(list);
-      })
-      .catch((err) => console.warn("alerts", err));
-    pollDevices();
-    connect();
-  }
-
-  start();
+    })
+    .finally(() => ready("geo"));
+  loadAreas();
+  loadMaintenance();
+  setInterval(loadMaintenance, MAINT_POLL_MS);
+  IOC.getJSON("alerts?status=open")
+    .then((list) => {
+      if (!state.snapshotReceived) replaceAlerts(list);
+      ready("alerts");
+    })
+    .catch((err) => console.warn("alerts", err));
+  pollDevices();
+  stream.start();
 })();

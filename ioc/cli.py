@@ -33,19 +33,55 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("seed", help="load the geography file and the demo devices")
     sub.add_parser("api", help="REST + websocket API and the dashboard")
     ing = sub.add_parser("ingest", help="ingest workers")
-    ing.add_argument("source", choices=("mqtt",))
+    ing.add_argument("source", choices=("mqtt", "rtsp"))
     sub.add_parser("alerts", help="the alert engine")
+
+    from ioc.domain.wire import SIM_FAULT_KINDS
 
     sim = sub.add_parser("simulate", help="simulated field devices")
     sim_sub = sim.add_subparsers(dest="what", required=True, metavar="WHAT")
     st = sim_sub.add_parser("traffic", help="traffic sensors publishing over MQTT")
-    st.add_argument("--sensors", type=int, default=None)
+    st.add_argument("--sensors", type=int, default=None, help="default IOC_SIM_SENSORS")
+    st.add_argument("--interval", type=float, default=None, help="seconds between readings")
+    st.add_argument("--seed", type=int, default=None, help="seeds readings, jams and faults")
+    st.add_argument(
+        "--fault-rate", type=float, default=0.0, help="chance per reading of a random fault"
+    )
+    st.add_argument(
+        "--fault-kind", action="append", choices=SIM_FAULT_KINDS, help="only these (repeatable)"
+    )
+    st.add_argument("--congestion-rate", type=float, default=0.0, help="random jams per hour")
+    st.add_argument("--processes", type=int, default=1, help="shard the fleet over N processes")
     sc = sim_sub.add_parser("congest", help="tell the running simulator to cause congestion")
     sc.add_argument("--area", help="area id, e.g. dong-xoai")
     sc.add_argument("--device", action="append", help="sensor id (repeatable)")
     sc.add_argument("--speed", type=float, default=8.0, help="km/h during the jam")
     sc.add_argument("--duration", type=float, default=300.0, help="seconds")
     sc.add_argument("--clear", action="store_true", help="end congestion instead")
+    sf = sim_sub.add_parser("fault", help="tell the running simulator to make sensors misbehave")
+    sf.add_argument("--kind", choices=SIM_FAULT_KINDS)
+    sf.add_argument("--area", help="area id, e.g. dong-xoai")
+    sf.add_argument("--device", action="append", help="sensor id (repeatable)")
+    sf.add_argument("--duration", type=float, default=60.0, help="seconds")
+    sf.add_argument("--skew", type=float, default=600.0, help="clock_skew: s ahead (<0: behind)")
+    sf.add_argument("--clear", action="store_true", help="end faults instead")
+    cams = sim_sub.add_parser("cameras", help="RTSP cameras (GStreamer) with switchable faults")
+    cams.add_argument("--cameras", type=int, default=None, help="default IOC_SIM_CAMERAS")
+    cams.add_argument("--fps", type=int, default=None, help="default IOC_SIM_CAMERA_FPS")
+    cams.add_argument("--size", default=None, help="WxH, default IOC_SIM_CAMERA_SIZE")
+    cams.add_argument("--day-seconds", type=float, default=None, help="one day/night cycle")
+    from simulators.cameras.gst_server import FAULTS as CAMERA_FAULTS
+
+    cf = sim_sub.add_parser("camera-fault", help="switch a fault of the running camera simulator")
+    cf.add_argument("--camera", type=int, help="camera number (path /camN)")
+    cf.add_argument("--fault", choices=CAMERA_FAULTS)
+    cf.add_argument("--clear", action="store_true", help="clear this camera's (or all) faults")
+
+    from ioc.bench import BENCHES
+
+    bench = sub.add_parser("bench", help="benchmarks; prints one JSON line last")
+    bench.add_argument("name", choices=sorted(BENCHES))
+    bench.add_argument("--quick", action="store_true", help="a smaller, shorter run")
 
     dev = sub.add_parser("dev", help="the whole centre on this machine, with simulators")
     dev.add_argument("--no-simulator", action="store_true")
@@ -124,6 +160,30 @@ def _congest(settings: Settings, args: argparse.Namespace) -> None:
     print(f"sent {cmd.action} to the traffic simulator")
 
 
+def _sim_fault(settings: Settings, args: argparse.Namespace) -> None:
+    from ioc.domain import wire
+
+    if not args.clear and not (args.kind and (args.area or args.device)):
+        raise SystemExit("ioc: error: give --kind and --area or --device (or --clear)")
+    cmd = wire.SimFault(
+        action="clear_faults" if args.clear else "fault",
+        kind=None if args.clear else args.kind,
+        area_id=args.area,
+        device_ids=args.device,
+        duration_s=args.duration,
+        skew_s=args.skew,
+    )
+    mqtt_publish.single(
+        wire.SIM_CONTROL,
+        cmd.model_dump_json(),
+        qos=1,
+        hostname=settings.mqtt_host,
+        port=settings.mqtt_port,
+        auth={"username": settings.mqtt_sim_user, "password": settings.mqtt_sim_password},
+    )
+    print(f"sent {cmd.action} to the traffic simulator")
+
+
 def _wait_http(url: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -190,14 +250,36 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
         _seed(settings)
     elif cmd == "api":
         roles.api(settings)
+    elif cmd == "ingest" and args.source == "rtsp":
+        asyncio.run(roles.ingest_rtsp(settings))
     elif cmd == "ingest":
         asyncio.run(roles.ingest_mqtt(settings))
     elif cmd == "alerts":
         asyncio.run(roles.alerts(settings))
     elif cmd == "simulate" and args.what == "traffic":
-        roles.simulate_traffic(settings, sensors=args.sensors)
+        roles.simulate_traffic(
+            settings,
+            sensors=args.sensors,
+            interval_s=args.interval,
+            seed=args.seed,
+            fault_rate=args.fault_rate,
+            fault_kinds=args.fault_kind,
+            congestion_per_hour=args.congestion_rate,
+            processes=args.processes,
+        )
     elif cmd == "simulate" and args.what == "congest":
         _congest(settings, args)
+    elif cmd == "simulate" and args.what == "fault":
+        _sim_fault(settings, args)
+    elif cmd == "simulate" and args.what == "cameras":
+        roles.simulate_cameras(
+            settings, cameras=args.cameras, fps=args.fps, size=args.size,
+            day_seconds=args.day_seconds,
+        )  # fmt: skip
+    elif cmd == "simulate" and args.what == "camera-fault":
+        roles.camera_fault(settings, camera=args.camera, fault=args.fault, clear=args.clear)
+    elif cmd == "bench":
+        roles.bench(settings, args.name, quick=args.quick)
     elif cmd == "dev":
         _dev(settings, args)
 

@@ -51,7 +51,10 @@ class Settings(BaseSettings):
     mqtt_ingest_password: str = DEV_SECRET
     mqtt_sim_user: str = "ioc-sim"
     mqtt_sim_password: str = DEV_SECRET
-    mqtt_share_group: str = "ioc-ingest"
+    # MQTT v5 shared-subscription group for scaling ingest over several workers. Empty (the
+    # default, one worker) subscribes plainly: Mosquitto 2.0 restores plain persistent
+    # subscriptions after a broker restart but not shared ones (docs/mqtt.md, "Broker restarts").
+    mqtt_share_group: str = ""
     # Stable across restarts, so a restarted worker resumes its persistent session and gets
     # the messages it had not acknowledged. Run several workers on one host: give each its own.
     mqtt_client_id: str = Field(default_factory=lambda: f"ioc-ingest-{socket.gethostname()}")
@@ -68,6 +71,8 @@ class Settings(BaseSettings):
     ingest_batch_size: int = 500
     ingest_batch_seconds: float = 0.5
     ingest_queue_max: int = 10_000
+    # Prometheus metrics of `ioc ingest mqtt` at http://127.0.0.1:<port>/metrics; 0 turns it off.
+    ingest_metrics_port: int = 9101
 
     # Alert engine.
     alerts_interval_seconds: float = 1.0

@@ -1,162 +1,231 @@
-"""Simulated traffic sensors publishing over MQTT (QoS 1), seeded and deterministic.
+"""Simulated traffic sensors over MQTT (``ioc simulate traffic``): the thin shell around
+:class:`~simulators.traffic_engine.TrafficEngine`.
 
-Values follow a daily profile in local time (morning and evening peaks, quiet nights). The
-simulator listens on ``ioc/v1/sim/control`` so tests, scenarios and ``ioc simulate congest`` can
-cause congestion in an area or on given sensors.
+Every sensor is its own MQTT client (client id = sensor id) with a retained availability topic
+and a Last Will, all driven from one thread by :class:`~simulators.mqtt_pool.ClientPool`;
+``processes > 1`` shards the fleet over that many processes (sensor ``i`` goes to shard
+``i % processes``). One extra client per process listens on ``ioc/v1/sim/control`` for
+congestion and fault commands.
 """
 
 from __future__ import annotations
 
-import math
-import random
-import threading
+import json
+import multiprocessing
+import os
+import resource
+import signal
+import socket
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 import structlog
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from ioc.domain import wire
 from ioc.domain.fleet import SensorSpec
+from simulators.mqtt_pool import ClientPool, DeviceLink, LinkConfig, PoolStats
+from simulators.traffic_engine import EngineConfig, GoOffline, GoOnline, Publish, TrafficEngine
 
 log = structlog.get_logger("simulators.traffic")
-LOCAL_TZ = timezone(timedelta(hours=7))  # Asia/Ho_Chi_Minh has no DST
+STATS_EVERY_S = 10.0
+STOP_GRACE_S = 5.0
 
 
-def rush_factor(local: datetime) -> float:
-    """Share of free-flow speed at this local time: peaks around 07:30 and 17:30."""
-    h = local.hour + local.minute / 60
-    dip = 0.35 * math.exp(-((h - 7.5) ** 2) / 0.8) + 0.4 * math.exp(-((h - 17.5) ** 2) / 1.0)
-    if local.weekday() >= 5:
-        dip *= 0.5
-    return 1.0 - dip
+class Stop(Protocol):
+    def is_set(self) -> bool: ...
 
 
-@dataclass
-class Congestion:
-    speed_kmh: float
-    until: float
+@dataclass(frozen=True)
+class SimOptions:
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    processes: int = 1
+    connect_rate: float = 1000.0  # new connections per second, per process
+    log_level: str = "INFO"
+    log_format: str = "console"
 
 
-@dataclass
-class TrafficSimulator:
-    fleet: list[SensorSpec]
-    seed: int
-    interval_s: float = 2.0
-    congestion: dict[str, Congestion] = field(default_factory=dict)
-    seq: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self._rng = random.Random(self.seed)
-        self._lock = threading.Lock()
-        self._by_area: dict[str, list[str]] = {}
-        for s in self.fleet:
-            self._by_area.setdefault(s.area_id, []).append(s.id)
-
-    def control(self, cmd: wire.SimControl, now: float) -> int:
-        targets = list(cmd.device_ids or [])
-        if cmd.area_id:
-            targets += self._by_area.get(cmd.area_id, [])
-        if cmd.action == "clear" and not targets:
-            targets = list(self.congestion)
-        with self._lock:
-            for device_id in targets:
-                if cmd.action == "congestion":
-                    self.congestion[device_id] = Congestion(cmd.speed_kmh, now + cmd.duration_s)
-                else:
-                    self.congestion.pop(device_id, None)
-        return len(targets)
-
-    def readings(self, when: datetime, now: float) -> list[wire.TrafficObservation]:
-        factor = rush_factor(when.astimezone(LOCAL_TZ))
-        out = []
-        with self._lock:
-            jam = {k: v for k, v in self.congestion.items() if v.until > now}
-            self.congestion = jam
-        for s in self.fleet:
-            seq = self.seq.get(s.id, 0) + 1
-            self.seq[s.id] = seq
-            noise = self._rng.gauss(0, 3)
-            if s.id in jam:
-                speed = max(0.0, jam[s.id].speed_kmh + noise / 2)
-                occupancy = min(1.0, 0.75 + self._rng.random() * 0.2)
-            else:
-                speed = max(5.0, s.free_flow_kmh * factor + noise)
-                occupancy = min(1.0, max(0.0, 0.08 + (1 - factor) * 0.6 + self._rng.gauss(0, 0.02)))
-            flow_vph = s.capacity_vph * min(1.0, occupancy * 1.6)
-            intensity = max(0, round(flow_vph * self.interval_s / 3600 + self._rng.random()))
-            out.append(
-                wire.TrafficObservation(
-                    device_id=s.id,
-                    seq=seq,
-                    observed_at=when,
-                    intensity=intensity,
-                    average_speed=round(speed, 1),
-                    occupancy=round(occupancy, 3),
-                    interval_s=max(1, round(self.interval_s)),
-                )
-            )
-        return out
-
-
-def run(
-    sim: TrafficSimulator,
-    *,
-    host: str,
-    port: int,
-    username: str,
-    password: str,
-    stop: threading.Event,
-    client_id: str = "ioc-sim-traffic",
-) -> None:
-    """Publish until ``stop`` is set. Blocking: run it in its own process or thread."""
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv5,
-    )
-    client.username_pw_set(username, password)
-    client.max_inflight_messages_set(200)
-
-    def on_connect(c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        if rc.is_failure:
-            log.error("simulator connect refused", reason=str(rc))
-            return
-        c.subscribe(wire.SIM_CONTROL, qos=1)
-        for s in sim.fleet:
-            c.publish(wire.availability_topic(s.id), b"online", qos=1, retain=True)
-        log.info("simulator connected", sensors=len(sim.fleet))
-
-    def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            cmd = wire.SimControl.model_validate_json(msg.payload)
-        except ValidationError as exc:
-            log.warning("bad control message", error=str(exc.errors()[0]["msg"]))
-            return
-        n = sim.control(cmd, time.monotonic())
-        log.info("control", action=cmd.action, area=cmd.area_id, sensors=n)
-
-    client.on_connect = on_connect
-    client.on_message = on_message
-    client.connect_async(host, port, keepalive=30)
-    client.loop_start()
+def parse_command(payload: bytes) -> wire.SimControl | wire.SimFault:
+    """A control message: a fault command when ``action`` names one, else congestion/clear."""
     try:
-        next_tick = time.monotonic()
+        action = json.loads(payload).get("action")
+    except (ValueError, AttributeError):
+        action = None
+    if action in ("fault", "clear_faults"):
+        cmd = wire.SimFault.model_validate_json(payload)
+        if cmd.action == "fault" and cmd.kind is None:
+            raise ValueError("a fault command needs a kind")
+        return cmd
+    return wire.SimControl.model_validate_json(payload)
+
+
+def raise_fd_limit(needed: int) -> int:
+    """One socket per sensor: lift the soft open-files limit towards the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        soft = target
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning("open-files limit too low for the fleet", limit=soft, needed=needed)
+    return int(soft)
+
+
+class TrafficSimulator:
+    """One process's share of the fleet: the engine, one link per sensor, the control client."""
+
+    def __init__(
+        self,
+        fleet: list[SensorSpec],
+        options: SimOptions,
+        link: LinkConfig,
+        *,
+        shard: int = 0,
+        shards: int = 1,
+    ) -> None:
+        self.engine = TrafficEngine(fleet, options.engine, shard=shard, shards=shards)
+        self.pool = ClientPool(connect_rate=options.connect_rate)
+        self.links = {
+            i: DeviceLink(self.pool, fleet[i].id, wire.availability_topic(fleet[i].id), link)
+            for i in self.engine.owned
+        }
+        self.control_link = DeviceLink(
+            self.pool,
+            f"ioc-sim-control-{socket.gethostname()}-{os.getpid()}-{shard}",
+            None,
+            link,
+            on_message=self._on_control,
+            subscriptions=(wire.SIM_CONTROL,),
+        )
+        self.commands = 0
+
+    @property
+    def stats(self) -> PoolStats:
+        return self.pool.stats
+
+    def _on_control(self, msg: mqtt.MQTTMessage) -> None:
+        try:
+            cmd = parse_command(bytes(msg.payload))
+            n = self.engine.control(cmd, time.time())
+        except (ValidationError, ValueError) as exc:
+            log.warning("bad control message ignored", error=str(exc).splitlines()[0][:200])
+            return
+        self.commands += 1
+        log.info("control", **cmd.model_dump(exclude_none=True), sensors=n)
+
+    def run(self, stop: Stop) -> PoolStats:
+        """Publish until ``stop`` is set, then say goodbye for every sensor. Blocking."""
+        raise_fd_limit(len(self.links) + 256)
+        self.control_link.start()
+        for link in self.links.values():
+            link.start()
+        self.engine.start(time.time())
+        next_stats = time.monotonic() + STATS_EVERY_S
+        last = (0, time.monotonic())
+        try:
+            while not stop.is_set():
+                self.step(time.time())
+                wait = self.engine.next_due() - time.time()
+                self.pool.run_once(min(max(wait, 0.0), 0.05))
+                if time.monotonic() >= next_stats:
+                    last = self._log_stats(last)
+                    next_stats += STATS_EVERY_S
+        finally:
+            self.close()
+        return self.stats
+
+    def step(self, now: float) -> None:
+        for action in self.engine.advance(now):
+            link = self.links[action.index]
+            if isinstance(action, Publish):
+                link.publish(action.topic, action.payload)
+            elif isinstance(action, GoOffline):
+                link.drop()
+            elif isinstance(action, GoOnline):
+                link.release()
+
+    def close(self) -> None:
+        links = [*self.links.values(), self.control_link]
+        for link in links:
+            link.close()
+        if not self.pool.run_until(lambda: all(x.closed for x in links), STOP_GRACE_S):
+            log.warning("some sensors did not say goodbye in time", open=self.pool.open_sockets())
+        self.pool.close()
+
+    def _log_stats(self, last: tuple[int, float]) -> tuple[int, float]:
+        s, now = self.stats, time.monotonic()
+        span = max(1e-6, now - last[1])
+        log.info(
+            "traffic simulator",
+            online=s.online,
+            sensors=len(self.links),
+            published_per_s=round((s.published - last[0]) / span),
+            buffered=s.buffered,
+            dropped=s.dropped,
+            connect_errors=s.connect_errors,
+            skipped=self.engine.skipped,
+            max_lag_s=round(self.engine.max_lag, 3),
+        )
+        self.engine.max_lag = 0.0
+        return s.published, now
+
+
+class _ParentWatch:
+    """A shard stops when told to, on SIGTERM, or when its parent is gone."""
+
+    def __init__(self, event: Any) -> None:
+        self.event = event
+        self.parent = os.getppid()
+        self.terminated = False
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "terminated", True))
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into the event
+
+    def is_set(self) -> bool:
+        return self.terminated or self.event.is_set() or os.getppid() != self.parent
+
+
+def _shard_main(
+    fleet: list[SensorSpec], options: SimOptions, link: LinkConfig, event: Any, shard: int
+) -> None:
+    from ioc import logs
+
+    logs.configure(options.log_level, options.log_format, role=f"simulate-traffic-{shard}")
+    watch = _ParentWatch(event)
+    TrafficSimulator(fleet, options, link, shard=shard, shards=options.processes).run(watch)
+
+
+def run(fleet: list[SensorSpec], options: SimOptions, link: LinkConfig, stop: Stop) -> None:
+    """Run the whole fleet until ``stop`` is set: in this process, or sharded over
+    ``options.processes`` spawned processes (spawned, not forked: nothing runs threads yet in
+    a fresh interpreter)."""
+    if options.processes <= 1:
+        TrafficSimulator(fleet, options, link).run(stop)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    event = ctx.Event()
+    procs = [
+        ctx.Process(
+            target=_shard_main,
+            args=(fleet, options, link, event, k),
+            name=f"traffic-shard-{k}",
+            daemon=True,
+        )
+        for k in range(options.processes)
+    ]
+    for p in procs:
+        p.start()
+    try:
         while not stop.is_set():
-            for obs in sim.readings(datetime.now(UTC), time.monotonic()):
-                client.publish(
-                    wire.observation_topic(obs.device_id),
-                    obs.to_payload(),
-                    qos=wire.QOS_OBSERVATION,
-                )
-            next_tick += sim.interval_s
-            stop.wait(max(0.0, next_tick - time.monotonic()))
+            dead = [p for p in procs if not p.is_alive()]
+            if dead:
+                raise RuntimeError(f"{dead[0].name} exited with code {dead[0].exitcode}")
+            time.sleep(0.2)
     finally:
-        for s in sim.fleet:
-            client.publish(wire.availability_topic(s.id), b"offline", qos=1, retain=True)
-        client.disconnect()
-        client.loop_stop()
+        event.set()
+        for p in procs:
+            p.join(STOP_GRACE_S + 5)
+            if p.is_alive():
+                p.kill()
+                p.join()

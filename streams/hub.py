@@ -20,6 +20,7 @@ from ioc.db import events
 from ioc.db.connect import connect, describe
 
 log = structlog.get_logger("streams.hub")
+SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "info": 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +30,15 @@ class Filter:
     areas: frozenset[str] = frozenset()  # area ids; each includes its whole subtree
     kinds: frozenset[str] = frozenset()  # event kind prefixes, e.g. "alert."
     severities: frozenset[str] = frozenset()
+    min_severity: str | None = None  # e.g. "major": major and critical only
 
     def matches(self, event: dict[str, Any], ancestors: dict[str, set[str]]) -> bool:
         if self.severities and event.get("severity") not in self.severities:
             return False
+        if self.min_severity is not None:
+            sev = event.get("severity")
+            if sev not in SEVERITY_RANK or SEVERITY_RANK[sev] > SEVERITY_RANK[self.min_severity]:
+                return False
         if self.kinds and not any(event["kind"].startswith(k) for k in self.kinds):
             return False
         if self.areas:
@@ -49,15 +55,19 @@ class Subscription:
 
 
 def to_message(row: dict[str, Any]) -> dict[str, Any]:
+    """An event as the client sees it: alert events carry the alert as it is after the change
+    (``alert``), other kinds (camera, maintenance, ...) their payload as ``data``."""
+    key = "alert" if row["kind"].startswith("alert.") else "data"
     return {
         "type": "event",
         "id": row["id"],
         "kind": row["kind"],
         "time": row["time"].isoformat(),
         "actor": row["actor"],
+        "device_id": row["device_id"],
         "area_id": row["area_id"],
         "severity": row["severity"],
-        "alert": row["payload"],
+        key: row["payload"],
     }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 
 from ioc.db import alerts as alerts_db
+from ioc.db import devices as devices_db
 from ioc.db import events
 from ioc.db.connect import connect
 from streams.hub import EventHub, Filter, to_message
@@ -30,6 +31,7 @@ async def _snapshot(
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         mark = await events.watermark(conn)
         rows = await alerts_db.list_alerts(conn, open_only=True)
+        devices = await devices_db.device_states(conn)
     alerts = [
         alerts_db.to_json(r)
         for r in rows
@@ -37,7 +39,13 @@ async def _snapshot(
             {"kind": "alert.", "severity": r["severity"], "area_id": r["area_id"]}, hub.ancestors
         )
     ]
-    return {"type": "snapshot", "watermark": mark, "alerts": alerts}
+    states = [
+        {k: d[k] for k in ("id", "kind", "area_id", "status", "reason", "reason_en")}
+        | {"last_seen": d["last_seen"].isoformat() if d["last_seen"] else None}
+        for d in devices
+        if not flt.areas or bool(hub.ancestors.get(d["area_id"], {d["area_id"]}) & flt.areas)
+    ]
+    return {"type": "snapshot", "watermark": mark, "alerts": alerts, "devices": states}
 
 
 async def serve(hub: EventHub, send: Send, *, since: int | None, flt: Filter) -> str:

@@ -4,40 +4,16 @@ free ports with their own state directory, and stopped at the end of the session
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from ioc.bench.common import env_for, free_port
 from ioc.config import Settings
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def env_for(settings: Settings) -> dict[str, str]:
-    """The environment that makes a child `ioc` process use these settings."""
-    env = dict(os.environ)
-    for name in (
-        "state_dir",
-        "pg_port",
-        "pg_password",
-        "mqtt_port",
-        "mqtt_ingest_password",
-        "mqtt_sim_password",
-        "api_port",
-        "sim_sensors",
-        "sim_interval_seconds",
-        "environment",
-        "rules_file",
-    ):
-        env[f"IOC_{name.upper()}"] = str(getattr(settings, name))
-    return env
+__all__ = ["env_for", "free_port"]
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +39,7 @@ def services() -> Iterator[Settings]:
         mqtt_sim_password="test-sim-secret",
         sim_sensors=60,
         sim_interval_seconds=1.0,
+        ingest_metrics_port=0,
     )
     svc = LocalServices(settings)
     svc.up()

@@ -1,15 +1,19 @@
-"""The one place paho-mqtt lives. Its network thread hands messages to asyncio through one
-bounded queue (``loop.call_soon_threadsafe``); nothing else crosses the thread boundary.
+"""The one place paho-mqtt lives. Its network loop runs in one thread of ours and hands messages
+to asyncio through one queue (``loop.call_soon_threadsafe``); nothing else crosses the boundary.
 
 Acknowledgements are manual: the worker calls :meth:`MqttSource.ack` only after the batch holding
-a message is committed. Flow control is the broker's: MQTT v5 Receive Maximum caps how many
-unacknowledged messages it sends us, so when the database stalls we stop acknowledging, the
-broker stops sending, and memory stays bounded.
+a message is committed. Flow control is ours, not the broker's: Mosquitto 2.0 sends past a
+client's MQTT v5 Receive Maximum once acknowledgements flow (measured: ~5x), so the network loop
+simply stops reading the socket while ``max_outstanding`` messages are received but not yet
+acknowledged. The broker then keeps the rest (in the session, on disk), memory stays bounded,
+and nothing is dropped. A paused loop still reads now and then so keepalive answers get through.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +26,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 log = structlog.get_logger("ingest.mqtt.source")
+
+PAUSED_READ_EVERY_S = 1.0
 
 
 class MqttUnavailable(RuntimeError):
@@ -36,6 +42,7 @@ class Delivery:
     qos: int
     generation: int  # connection it arrived on: a packet id means nothing on another one
     received: float
+    retained: bool = False  # a retained message handed over on subscribe (a last known state)
 
 
 class MqttSource:
@@ -47,80 +54,156 @@ class MqttSource:
         username: str,
         password: str,
         client_id: str,
-        topic_filter: str,
+        topic_filters: list[str],
         receive_maximum: int = 1000,
+        max_outstanding: int | None = None,
         session_expiry_s: int = 3600,
+        keepalive_s: int = 30,
     ) -> None:
-        self.topic_filter = topic_filter
-        self.queue: asyncio.Queue[Delivery] = asyncio.Queue(maxsize=receive_maximum * 2)
-        self.overflow = 0
+        self.topic_filters = topic_filters
+        self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self.connected = asyncio.Event()
-        self._host, self._port = host, port
+        self.paused_reads = 0  # times the loop stopped reading because of the backlog
+        self._host, self._port, self._keepalive = host, port, keepalive_s
         self._receive_maximum = receive_maximum
+        self._max_outstanding = max_outstanding or receive_maximum * 2
         self._session_expiry_s = session_expiry_s
         self._generation = 0
+        self._outstanding = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client = mqtt.Client(
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._attempted = threading.Event()  # set after the first attempt, good or bad
+        self._refused: str | None = None
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        c = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
-        self._client.username_pw_set(username, password)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._client.on_connect_fail = self._on_connect_fail
-        self._refused: str | None = None
-        self._attempted = asyncio.Event()  # set after the first attempt, good or bad
+        c.username_pw_set(username, password)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_socket_register_write = self._wake
+        self._client = c
 
-    # --- paho network thread -------------------------------------------------------------
+    @property
+    def outstanding(self) -> int:
+        return self._outstanding
+
+    # --- network thread ----------------------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         if rc.is_failure:
             self._refused = str(rc)
             log.error("mqtt connect refused", reason=str(rc))
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(self._attempted.set)
+            self._attempted.set()
             return
         self._refused = None
         # Resubscribe after every (re)connect, even with a resumed session: cheap and safe.
-        client.subscribe(self.topic_filter, qos=1)
-        log.info("mqtt connected", topic=self.topic_filter)
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self.connected.set)
-        self._loop.call_soon_threadsafe(self._attempted.set)
-
-    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
-        self._refused = "connection refused or unreachable"
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._attempted.set)
+        client.subscribe([(f, 1) for f in self.topic_filters])
+        log.info("mqtt connected", topics=self.topic_filters)
+        self._attempted.set()
+        self._call(self.connected.set)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         with self._lock:
             self._generation += 1
         log.warning("mqtt disconnected", reason=str(rc))
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self.connected.clear)
+        self._call(self.connected.clear)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         delivery = Delivery(
-            msg.topic, bytes(msg.payload), msg.mid, msg.qos, self._generation, time.monotonic()
+            msg.topic,
+            bytes(msg.payload),
+            msg.mid,
+            msg.qos,
+            self._generation,
+            time.monotonic(),
+            bool(msg.retain),
         )
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._enqueue, delivery)
+        with self._lock:
+            self._outstanding += 1
+        self._call(self.queue.put_nowait, delivery)
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _wake(self, *_: Any) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass
+
+    def _connect_once(self, first: bool) -> bool:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = self._session_expiry_s
+        props.ReceiveMaximum = self._receive_maximum
+        try:
+            if first:
+                self._client.connect(
+                    self._host, self._port, self._keepalive, clean_start=False, properties=props
+                )
+            else:
+                self._client.reconnect()
+            return True
+        except OSError as exc:
+            self._refused = exc.strerror or str(exc)
+            self._attempted.set()
+            return False
+
+    def _network(self) -> None:
+        c = self._client
+        backoff, first, last_read = 0.2, True, 0.0
+        while not self._stop.is_set():
+            sock = c.socket()
+            if sock is None:
+                if not first:
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                if self._stop.is_set() or not self._connect_once(first):
+                    first = False
+                    continue
+                first, backoff = False, 0.2
+                continue
+            now = time.monotonic()
+            paused = self._outstanding >= self._max_outstanding
+            rlist: list[Any] = [self._wake_r]
+            if not paused or now - last_read > PAUSED_READ_EVERY_S:
+                rlist.append(sock)
+            elif paused:
+                self.paused_reads += 1
+            wlist = [sock] if c.want_write() else []
+            try:
+                readable, writable, _ = select.select(rlist, wlist, [], 0.2)
+            except (OSError, ValueError):
+                readable, writable = [], []
+            if self._wake_r in readable:
+                try:
+                    while self._wake_r.recv(4096):
+                        pass
+                except (BlockingIOError, OSError):
+                    pass
+            if sock in readable:
+                last_read = now
+                c.loop_read()
+            if c.socket() is not None and (sock in writable or c.want_write()):
+                c.loop_write()
+            if c.socket() is not None:
+                c.loop_misc()
+        if c.socket() is not None:
+            c.disconnect()
+            for _ in range(20):  # flush the DISCONNECT
+                if c.socket() is None or not c.want_write():
+                    break
+                c.loop_write()
 
     # --- asyncio side ----------------------------------------------------------------------
-    def _enqueue(self, delivery: Delivery) -> None:
-        try:
-            self.queue.put_nowait(delivery)
-        except asyncio.QueueFull:
-            # Cannot happen while Receive Maximum <= queue size; if it ever does, the message
-            # stays unacknowledged and the broker redelivers it when the session resumes.
-            self.overflow += 1
-            log.error("ingest queue overflow: message left unacknowledged", topic=delivery.topic)
-
     def ack(self, deliveries: list[Delivery]) -> int:
         """Acknowledge committed messages; skips those from an older connection. Returns count."""
         sent = 0
@@ -129,28 +212,19 @@ class MqttSource:
                 if d.qos > 0 and d.generation == self._generation:
                     self._client.ack(d.mid, d.qos)
                     sent += 1
+            self._outstanding -= len(deliveries)
         return sent
 
     async def start(self, *, connect_timeout: float = 10.0) -> None:
         self._loop = asyncio.get_running_loop()
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self._session_expiry_s
-        props.ReceiveMaximum = self._receive_maximum
+        self._thread = threading.Thread(target=self._network, name="mqtt-network", daemon=True)
+        self._thread.start()
+        await asyncio.to_thread(self._attempted.wait, connect_timeout)
         try:
-            self._client.connect_async(
-                self._host, self._port, keepalive=30, clean_start=False, properties=props
-            )
-        except OSError as exc:
-            raise MqttUnavailable(self._hint(str(exc))) from None
-        self._client.loop_start()
-        try:
-            await asyncio.wait_for(self._attempted.wait(), connect_timeout)
+            await asyncio.wait_for(self.connected.wait(), 0.5)
         except TimeoutError:
-            pass
-        if not self.connected.is_set():
-            self._client.disconnect()
-            await asyncio.to_thread(self._client.loop_stop)
-            raise MqttUnavailable(self._hint(self._refused or "no answer"))
+            await self.stop()
+            raise MqttUnavailable(self._hint(self._refused or "no answer")) from None
 
     def _hint(self, why: str) -> str:
         return (
@@ -159,5 +233,9 @@ class MqttSource:
         )
 
     async def stop(self) -> None:
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        self._stop.set()
+        self._wake()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 10)
+        self._wake_r.close()
+        self._wake_w.close()

@@ -2,7 +2,8 @@
 
 One writer per worker. A batch is flushed when it holds ``batch_size`` messages or its oldest
 message is ``batch_seconds`` old. When the database is down the batch is retried with capped
-backoff and nothing is acknowledged meanwhile, so the broker keeps (and stops sending) the rest.
+backoff and nothing is acknowledged meanwhile: the broker's Receive Maximum then stops it sending
+more, so memory stays bounded and the backlog waits in the broker until the database returns.
 """
 
 from __future__ import annotations
@@ -10,22 +11,45 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
+from ingest.mqtt import metrics as m
 from ingest.mqtt.source import Delivery, MqttSource
 from ioc.db import observations
-from ioc.db.connect import connect
-from ioc.db.observations import DeadLetter
-from ioc.domain.wire import Reason, Rejected, TrafficObservation, parse_observation
+from ioc.db.connect import DatabaseUnavailable, connect
+from ioc.db.observations import Availability, DeadLetter
+from ioc.domain import wire
+from ioc.domain.wire import Reason, Rejected, TrafficObservation
 
 log = structlog.get_logger("ingest.mqtt")
 
 DEVICE_REFRESH_S = 30.0
+LATE_AFTER = timedelta(seconds=60)
+RETRYABLE = (psycopg.OperationalError, DatabaseUnavailable, OSError)
+SOURCE = "mqtt"
+
+
+def _classify(
+    d: Delivery, now: datetime, known: set[str]
+) -> TrafficObservation | Availability | Rejected:
+    """Pure decision for one message: an observation, an availability change, or a rejection."""
+    avail_device = wire.device_id_from_availability_topic(d.topic)
+    if avail_device is not None:
+        state = wire.parse_availability(d.payload)
+        if state is None:
+            return Rejected(Reason.SCHEMA, "availability must be 'online' or 'offline'")
+        if avail_device not in known:
+            return Rejected(Reason.UNKNOWN_DEVICE, f"device {avail_device} is not registered")
+        return Availability(avail_device, state == "online")
+    parsed = wire.parse_observation(d.topic, d.payload, now=now)
+    if isinstance(parsed, TrafficObservation) and parsed.device_id not in known:
+        return Rejected(Reason.UNKNOWN_DEVICE, f"device {parsed.device_id} is not registered")
+    return parsed
 
 
 class IngestWorker:
@@ -39,7 +63,7 @@ class IngestWorker:
         self.counters: Counter[str] = Counter()
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._known: set[str] = set()
-        self._known_at = 0.0
+        self._known_at = -DEVICE_REFRESH_S
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -47,6 +71,7 @@ class IngestWorker:
         last_report = time.monotonic()
         while not self._stopping.is_set():
             batch = await self._collect()
+            m.BACKLOG.set(self.source.queue.qsize())
             if batch:
                 await self._write_with_retry(batch)
             if time.monotonic() - last_report > 10:
@@ -67,8 +92,10 @@ class IngestWorker:
         batch = [first]
         deadline = time.monotonic() + self.batch_seconds
         while len(batch) < self.batch_size:
+            while len(batch) < self.batch_size and not queue.empty():
+                batch.append(queue.get_nowait())
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or len(batch) >= self.batch_size:
                 break
             try:
                 batch.append(await asyncio.wait_for(queue.get(), timeout=remaining))
@@ -76,61 +103,113 @@ class IngestWorker:
                 break
         return batch
 
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = await connect(self.dsn, autocommit=True)
-        return self._conn
-
-    async def _refresh_known(self, conn: psycopg.AsyncConnection[Any], *, force: bool) -> None:
-        if force or time.monotonic() - self._known_at > DEVICE_REFRESH_S:
-            self._known = await observations.known_devices(conn, "traffic_sensor")
-            self._known_at = time.monotonic()
-
     async def _write_with_retry(self, batch: list[Delivery]) -> None:
+        m.UNACKED.set(len(batch))
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((psycopg.OperationalError, OSError, RuntimeError)),
+            retry=retry_if_exception_type(RETRYABLE),
             wait=wait_exponential_jitter(multiplier=0.2, max=5.0, jitter=0.2),
             reraise=True,
         ):
             with attempt:
                 if attempt.retry_state.attempt_number > 1:
                     self.counters["db_retries"] += 1
+                    m.DB_RETRIES.inc()
                     log.warning(
                         "database write failed; retrying, not acknowledging",
                         attempt=attempt.retry_state.attempt_number,
+                        batch=len(batch),
                     )
                 try:
                     await self._write(batch)
-                except (psycopg.OperationalError, OSError, RuntimeError):
+                except psycopg.DataError as exc:
+                    # One poisoned row must not block the batch, nor be retried forever.
+                    log.error("batch refused by the database; isolating", error=str(exc)[:200])
+                    await self._write_isolating(batch)
+                except RETRYABLE:
                     if self._conn is not None:
                         await self._conn.close()
                     self._conn = None
                     raise
         self.source.ack(batch)
+        m.UNACKED.set(0)
 
     async def _write(self, batch: list[Delivery]) -> None:
-        conn = await self._connection()
+        if self._conn is None or self._conn.closed:
+            self._conn = await connect(self.dsn, autocommit=True)
+        conn = self._conn
+        if time.monotonic() - self._known_at > DEVICE_REFRESH_S:
+            await self._refresh_known(conn)
         now = datetime.now(UTC)
-        parsed: list[tuple[Delivery, TrafficObservation | Rejected]] = [
-            (d, parse_observation(d.topic, d.payload, now=now)) for d in batch
-        ]
-        unknown = any(
-            isinstance(p, TrafficObservation) and p.device_id not in self._known for _, p in parsed
-        )
-        await self._refresh_known(conn, force=unknown and time.monotonic() - self._known_at > 5)
+        decided = [(d, _classify(d, now, self._known)) for d in batch]
+        if any(
+            isinstance(r, Rejected) and r.reason is Reason.UNKNOWN_DEVICE for _, r in decided
+        ) and (time.monotonic() - self._known_at > 5):
+            await self._refresh_known(conn)  # a device may have been registered just now
+            decided = [(d, _classify(d, now, self._known)) for d in batch]
         good: list[TrafficObservation] = []
+        avail: list[Availability] = []
         bad: list[DeadLetter] = []
-        for d, p in parsed:
-            if isinstance(p, TrafficObservation) and p.device_id not in self._known:
-                p = Rejected(Reason.UNKNOWN_DEVICE, f"device {p.device_id} is not registered")
-            if isinstance(p, Rejected):
-                bad.append(DeadLetter("mqtt", d.topic, p.reason, p.detail, d.payload))
+        for d, r in decided:
+            if isinstance(r, TrafficObservation):
+                good.append(r)
+            elif isinstance(r, Availability):
+                avail.append(r)
             else:
-                good.append(p)
+                bad.append(DeadLetter(SOURCE, d.topic, r.reason, r.detail, d.payload))
+        started = time.monotonic()
         async with conn.transaction():
-            result = await observations.write_batch(conn, good, bad)
-        self.counters["received"] += len(batch)
-        self.counters["stored"] += result.inserted
-        self.counters["duplicates"] += result.duplicates
+            result = await observations.write_batch(conn, good, bad, availability=avail)
+        committed = datetime.now(UTC)
+        m.BATCH_SECONDS.observe(time.monotonic() - started)
+        m.BATCH_SIZE.observe(len(batch))
+        self._count(batch, good, avail, bad, result, committed)
+
+    async def _write_isolating(self, batch: list[Delivery]) -> None:
+        """Write message by message; what the database still refuses is dead-lettered."""
+        for d in batch:
+            try:
+                await self._write([d])
+            except psycopg.DataError as exc:
+                assert self._conn is not None
+                letter = DeadLetter(SOURCE, d.topic, Reason.DB_REJECTED, str(exc)[:200], d.payload)
+                async with self._conn.transaction():
+                    await observations.write_batch(self._conn, [], [letter])
+                self._count(
+                    [d], [], [], [letter], observations.BatchResult(0, 0, 1), datetime.now(UTC)
+                )
+
+    async def _refresh_known(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._known = await observations.known_devices(conn, "traffic_sensor")
+        self._known_at = time.monotonic()
+
+    def _count(
+        self,
+        batch: list[Delivery],
+        good: list[TrafficObservation],
+        avail: list[Availability],
+        bad: list[DeadLetter],
+        result: observations.BatchResult,
+        committed: datetime,
+    ) -> None:
+        c = self.counters
+        c["received"] += len(batch)
+        c["retained"] += sum(d.retained for d in batch)
+        c["stored"] += result.inserted
+        c["duplicates"] += result.duplicates
+        c["availability"] += len(avail)
+        m.RECEIVED.labels(SOURCE).inc(len(batch))
+        m.STORED.labels(SOURCE).inc(result.inserted)
+        m.DUPLICATES.labels(SOURCE).inc(result.duplicates)
+        late = 0
+        for o in good:
+            lag = (committed - o.observed_at).total_seconds()
+            m.LAG_SECONDS.observe(max(lag, 0.0))
+            late += lag > LATE_AFTER.total_seconds()
+        if late:
+            c["late"] += late
+            m.LATE.labels(SOURCE).inc(late)
+        for a in avail:
+            m.AVAILABILITY.labels("online" if a.online else "offline").inc()
         for letter in bad:
-            self.counters[f"dead_letter.{letter.reason}"] += 1
+            c[f"dead_letter.{letter.reason}"] += 1
+            m.REJECTED.labels(SOURCE, str(letter.reason)).inc()

@@ -2,12 +2,16 @@
 
 Running two engines is safe: opening relies on the database's one-open-alert-per-(rule, device)
 index and every later transition is a conditional update, so a race changes nothing twice.
+Root-cause rules are evaluated first, so their children see this tick's parent alerts.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+import math
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,29 +19,24 @@ import psycopg
 import structlog
 import yaml
 
+from ioc.alerts import measure
 from ioc.db import alerts as alerts_db
 from ioc.db.connect import connect, describe
-from ioc.domain.rules import (
-    Action,
-    AlertStatus,
-    OpenAlert,
-    RuleError,
-    ThresholdRule,
-    Transition,
-    evaluate,
-    parse_rules,
-)
+from ioc.domain.lifecycle import Action, Context, OpenAlert, Transition, evaluate
+from ioc.domain.rules import AlertStatus, Rule, RuleError, escalated_severity, parse_rules
 
 log = structlog.get_logger("ioc.alerts")
-
-_METRIC_SQL = {  # whitelisted column names: the rule file never reaches SQL text
-    "average_speed": "average_speed",
-    "intensity": "intensity",
-    "occupancy": "occupancy",
+TOPOLOGY_TTL_S = 30.0
+OPENING = {
+    Action.OPEN_PENDING: "pending",
+    Action.OPEN_FIRING: "firing",
+    Action.OPEN_FLAPPING: "flapping",
+    Action.OPEN_SUPPRESSED: "suppressed",
 }
+LIVE = ("pending", "firing", "acknowledged", "flapping", "suppressed")
 
 
-def load_rules(path: Path) -> list[ThresholdRule]:
+def load_rules(path: Path) -> list[Rule]:
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -45,18 +44,20 @@ def load_rules(path: Path) -> list[ThresholdRule]:
     except yaml.YAMLError as exc:
         raise RuleError(f"{path}: not valid YAML ({exc})") from None
     try:
-        return parse_rules(doc)
+        return [r for r in parse_rules(doc) if r.enabled]
     except RuleError as exc:
         raise RuleError(f"{path}: {exc}") from None
 
 
 class AlertEngine:
-    def __init__(self, *, dsn: str, rules: list[ThresholdRule], interval_s: float = 1.0) -> None:
+    def __init__(self, *, dsn: str, rules: list[Rule], interval_s: float = 1.0) -> None:
         self.dsn = dsn
-        self.rules = rules
+        self.rules = sorted(rules, key=lambda r: not r.root_cause)
         self.interval_s = interval_s
         self.transitions = 0
         self._stopping = asyncio.Event()
+        self._topology: measure.Topology | None = None
+        self._baselines = measure.Baselines()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -91,79 +92,149 @@ class AlertEngine:
     async def tick(self, conn: psycopg.AsyncConnection[Any], now: datetime | None = None) -> int:
         """One evaluation of every rule; returns the number of transitions applied."""
         now = now or datetime.now(UTC)
+        topo = self._topology
+        if topo is None or time.monotonic() - topo.loaded_at > TOPOLOGY_TTL_S:
+            topo = self._topology = await measure.topology(conn)
+        maintenance = await measure.in_maintenance(conn, now)
+        root_rules = [r.id for r in self.rules if r.root_cause]
         applied = 0
         for rule in self.rules:
-            values = await self._measure(conn, rule, now)
-            open_alerts = {
-                r["device_id"]: OpenAlert(r["id"], AlertStatus(r["status"]), r["started_at"])
-                for r in await alerts_db.open_for_rule(conn, rule.id)
-            }
+            values = await measure.measure(conn, rule, now, self._baselines)
+            rows = await alerts_db.open_for_rule(conn, rule.id)
+            open_alerts = {r["device_id"]: _open_alert(r) for r in rows}
+            flaps = await measure.recent_opens(conn, rule, now)
+            parents = await measure.root_cause_alerts(conn, root_rules)
             for device_id in values.keys() | open_alerts.keys():
+                area = topo.device_area.get(device_id)
+                if area is None:
+                    continue  # unknown or disabled since the last topology refresh
+                local = rule.for_area(topo.lineage.get(area, [area]))
+                parent = topo.device_parent.get(device_id)
+                ctx = Context(
+                    in_maintenance=device_id in maintenance,
+                    parent_alert_id=parents.get(parent) if parent else None,
+                    recent_opens=flaps.get(device_id, 0),
+                )
                 alert = open_alerts.get(device_id)
-                step = evaluate(rule, alert, values.get(device_id), now)
-                if step is not None and await self._apply(conn, rule, device_id, alert, step, now):
+                step = evaluate(local, alert, values.get(device_id), now, ctx)
+                if step is not None and await self._apply(conn, local, device_id, alert, step, now):
                     applied += 1
         self.transitions += applied
         return applied
 
-    async def _measure(
-        self, conn: psycopg.AsyncConnection[Any], rule: ThresholdRule, now: datetime
-    ) -> dict[str, float]:
-        column = _METRIC_SQL[rule.metric]
-        async with conn.cursor() as cur:
-            await cur.execute(
-                f"""SELECT o.device_id, avg(o.{column})::float8 AS value
-                    FROM traffic_observations o JOIN devices d ON d.id = o.device_id
-                    WHERE o.time > %s AND o.time <= %s AND d.kind = %s AND d.enabled
-                    GROUP BY o.device_id""",
-                (now - timedelta(seconds=rule.window_s), now, rule.device_kind),
-            )
-            return {r["device_id"]: r["value"] for r in await cur.fetchall()}
-
     async def _apply(
         self,
         conn: psycopg.AsyncConnection[Any],
-        rule: ThresholdRule,
+        rule: Rule,
         device_id: str,
         alert: OpenAlert | None,
         step: Transition,
         now: datetime,
     ) -> bool:
         async with conn.transaction():
-            if step.action in (Action.OPEN_PENDING, Action.OPEN_FIRING):
-                row = await alerts_db.open_alert(
-                    conn,
-                    rule_id=rule.id,
-                    device_id=device_id,
-                    severity=rule.severity,
-                    title=rule.title,
-                    title_en=rule.title_en,
-                    value=step.value,
-                    firing=step.action is Action.OPEN_FIRING,
-                    at=now,
-                )
-            else:
-                assert alert is not None
-                if step.action is Action.FIRE:
-                    row = await alerts_db.transition(
-                        conn, alert.id, expected=("pending",), to="firing", value=step.value, at=now
-                    )
-                else:
-                    row = await alerts_db.transition(
-                        conn,
-                        alert.id,
-                        expected=("pending", "firing", "acknowledged"),
-                        to="resolved",
-                        value=step.value,
-                        at=now,
-                    )
-        if row is not None:
+            row = await self._write(conn, rule, device_id, alert, step, now)
+        if row is not None and step.action is not Action.STILL_FLAPPING:
             log.info(
                 "alert",
-                kind=step.action.value,
+                action=step.action.value,
                 rule=rule.id,
                 device=device_id,
                 value=step.value,
                 alert_id=row["id"],
             )
-        return row is not None
+        return row is not None and step.action is not Action.STILL_FLAPPING
+
+    async def _write(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        rule: Rule,
+        device_id: str,
+        alert: OpenAlert | None,
+        step: Transition,
+        now: datetime,
+    ) -> dict[str, Any] | None:
+        a = step.action
+        if step.value is not None and not math.isfinite(step.value):
+            step = replace(step, value=None)  # e.g. silence after a Last Will: JSON has no inf
+        if a in OPENING:
+            return await alerts_db.open_alert(
+                conn,
+                rule_id=rule.id,
+                device_id=device_id,
+                severity=rule.severity,
+                title=rule.title,
+                title_en=rule.title_en,
+                value=step.value,
+                status=OPENING[a],
+                at=now,
+                suppressed_by=step.suppressed_by,
+            )
+        assert alert is not None
+        t = alerts_db.transition
+        if a is Action.FIRE:
+            return await t(
+                conn, alert.id, expected=("pending",), to="firing", value=step.value, at=now
+            )
+        if a is Action.RESOLVE:
+            return await t(conn, alert.id, expected=LIVE, to="resolved", value=step.value, at=now)
+        if a is Action.ESCALATE:
+            return await t(
+                conn,
+                alert.id,
+                expected=("firing",),
+                to="firing",
+                value=step.value,
+                at=now,
+                kind="alert.escalated",
+                escalated=True,
+                severity=escalated_severity(alert.severity or rule.severity),
+            )
+        if a is Action.SUPPRESS:
+            by = step.suppressed_by
+            parent = int(by[6:]) if by and by.startswith("alert:") else None
+            return await t(
+                conn,
+                alert.id,
+                expected=("pending", "firing", "acknowledged", "flapping"),
+                to="suppressed",
+                value=step.value,
+                at=now,
+                suppressed_by=by,
+                parent_alert_id=parent,
+            )
+        if a is Action.UNSUPPRESS:
+            return await t(
+                conn,
+                alert.id,
+                expected=("suppressed",),
+                to="firing",
+                value=step.value,
+                at=now,
+                suppressed_by=None,
+                parent_alert_id=None,
+            )
+        if a is Action.STILL_FLAPPING:
+            return await t(
+                conn,
+                alert.id,
+                expected=("flapping",),
+                to="flapping",
+                value=step.value,
+                at=now,
+                emit=False,
+                last_breach_at=now,
+            )
+        raise AssertionError(a)
+
+
+def _open_alert(r: dict[str, Any]) -> OpenAlert:
+    return OpenAlert(
+        id=r["id"],
+        status=AlertStatus(r["status"]),
+        started_at=r["started_at"],
+        fired_at=r["fired_at"],
+        escalated=r["escalated"],
+        suppressed_by=r["suppressed_by"],
+        last_breach_at=r["last_breach_at"],
+        severity=r["severity"],
+    )

@@ -9,8 +9,9 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import make_asgi_app
 
-from ioc.api import routes, ws
+from ioc.api import routes, routes_alerts, routes_summary, ws
 from ioc.config import PROJECT_ROOT, Settings, get_settings
 from ioc.db.connect import open_pool
 from ioc.db.seed import load_geography
@@ -44,7 +45,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     outline = Path(geo.province_geojson or "frontend/geo/vn-58.geojson")
     app.state.province_geojson = outline if outline.is_absolute() else PROJECT_ROOT / outline
     app.include_router(routes.router)
+    app.include_router(routes_alerts.router)
+    app.include_router(routes_summary.router)
     app.include_router(ws.router)
+    app.mount("/metrics", make_asgi_app())
     front = settings.frontend_dir
     app.mount("/static", StaticFiles(directory=front, check_dir=False), name="static")
 

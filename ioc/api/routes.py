@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from ioc.api.deps import Conn
-from ioc.api.schemas import AckIn, AlertOut, AreaOut, DeviceOut, Health
+from ioc.api.schemas import AlertOut, AreaOut, DeviceOut, Health, SequenceQualityOut
 from ioc.db import alerts as alerts_db
+from ioc.db import devices as devices_db
+from ioc.db import quality
 
 router = APIRouter(prefix="/api/v1")
 
@@ -42,22 +45,16 @@ async def list_areas(conn: Conn) -> list[dict[str, Any]]:
 
 @router.get("/devices", response_model=list[DeviceOut])
 async def list_devices(conn: Conn, area_id: str | None = None) -> list[dict[str, Any]]:
-    async with conn.cursor() as cur:
-        await cur.execute(
-            """WITH RECURSIVE sub AS (
-                   SELECT id FROM areas WHERE %(area)s::text IS NULL OR id = %(area)s
-                   UNION SELECT a.id FROM areas a JOIN sub ON a.parent_id = sub.id
-                     WHERE %(area)s::text IS NOT NULL)
-               SELECT d.id, d.name, d.kind, d.area_id, d.lat, d.lon, s.last_seen, s.last,
-                      CASE WHEN EXISTS (SELECT 1 FROM alerts a WHERE a.device_id = d.id
-                                        AND a.status IN ('firing', 'acknowledged')) THEN 'alert'
-                           WHEN s.last_seen IS NULL THEN 'unknown' ELSE 'ok' END AS status
-               FROM devices d LEFT JOIN device_state s ON s.device_id = d.id
-               WHERE d.area_id IN (SELECT id FROM sub)
-               ORDER BY d.id""",
-            {"area": area_id},
-        )
-        return list(await cur.fetchall())
+    """Every device (of an area's subtree) with its status and the reason, computed now."""
+    return await devices_db.device_states(conn, area_id=area_id)
+
+
+@router.get("/quality/sequence", response_model=list[SequenceQualityOut])
+async def sequence_quality(
+    conn: Conn, minutes: int = Query(60, ge=1, le=7 * 24 * 60)
+) -> list[dict[str, Any]]:
+    """Per-device gaps, out-of-order and late readings over the last ``minutes``."""
+    return await quality.sequence_report(conn, since=timedelta(minutes=minutes))
 
 
 @router.get("/alerts", response_model=list[AlertOut])
@@ -65,27 +62,6 @@ async def list_alerts(
     conn: Conn, status: Literal["open", "all"] = "open", limit: int = 500
 ) -> list[dict[str, Any]]:
     return await alerts_db.list_alerts(conn, open_only=status == "open", limit=min(limit, 5000))
-
-
-@router.post("/alerts/{alert_id}/ack", response_model=AlertOut)
-async def acknowledge(alert_id: int, body: AckIn, conn: Conn) -> dict[str, Any]:
-    async with conn.transaction():
-        done = await alerts_db.transition(
-            conn,
-            alert_id,
-            expected=("firing",),
-            to="acknowledged",
-            actor="operator",
-            note=body.note,
-        )
-        row = await alerts_db.get(conn, alert_id)
-    if row is None:
-        raise HTTPException(404, f"alert {alert_id} does not exist")
-    if done is None and row["status"] != "acknowledged":
-        raise HTTPException(
-            409, f"alert {alert_id} is {row['status']}; only firing alerts can be acknowledged"
-        )
-    return row
 
 
 @router.get("/health", response_model=Health)

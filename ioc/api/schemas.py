@@ -22,16 +22,24 @@ class LastReading(BaseModel):
     speed_kmh: float | None = None
     intensity: int | None = None
     occupancy: float | None = None
+    interval_s: int | None = None
+    # cameras
+    status: str | None = None
+    fps: float | None = None
 
 
 class DeviceOut(BaseModel):
     id: str
     name: str
-    kind: Literal["traffic_sensor", "camera"]
+    kind: Literal["traffic_sensor", "camera", "site"]
     area_id: str
+    parent_id: str | None = None
     lat: float
     lon: float
-    status: Literal["ok", "alert", "unknown"]
+    status: Literal["ok", "alert", "offline", "silent", "stuck", "problem", "unknown"]
+    reason: str
+    reason_en: str
+    online: bool | None
     last_seen: datetime | None
     last: LastReading | None
 
@@ -54,11 +62,56 @@ class AlertOut(BaseModel):
     ack_note: str | None
     resolved_at: datetime | None
     resolved_by: str | None
+    resolve_note: str | None = None
     updated_at: datetime
+    device_kind: str | None = None
+    escalated: bool = False
+    escalated_at: datetime | None = None
+    base_severity: str | None = None
+    suppressed_by: str | None = None
+    parent_alert_id: int | None = None
+    assignee: str | None = None
+
+
+class SequenceQualityOut(BaseModel):
+    device_id: str
+    readings: int
+    gaps: int = Field(description="readings missing between consecutive sequence numbers")
+    out_of_order: int = Field(description="readings that arrived after a later one")
+    late: int = Field(description="readings stored more than 60 s after they were made")
+    resets: int = Field(description="times the sequence restarted (a device reboot)")
 
 
 class AckIn(BaseModel):
     note: str | None = Field(default=None, max_length=2000)
+
+
+class NoteIn(BaseModel):
+    note: str = Field(min_length=1, max_length=2000)
+
+
+class AssignIn(BaseModel):
+    assignee: str | None = Field(default=None, max_length=100, description="null unassigns")
+
+
+class MaintenanceIn(BaseModel):
+    device_id: str | None = None
+    area_id: str | None = None
+    starts_at: datetime | None = Field(default=None, description="default: now")
+    ends_at: datetime
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class MaintenanceOut(BaseModel):
+    id: int
+    device_id: str | None
+    area_id: str | None
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+    created_by: str
+    created_at: datetime
+    cancelled_at: datetime | None
 
 
 class Health(BaseModel):

@@ -13,9 +13,14 @@ import psycopg
 
 from ioc.db import events
 
-ALERT_COLUMNS = """a.id, a.rule_id, a.device_id, d.name AS device_name, a.area_id, a.severity,
-    a.status, a.title, a.title_en, a.value, a.started_at, a.fired_at, a.acknowledged_at,
-    a.acknowledged_by, a.ack_note, a.resolved_at, a.resolved_by, a.updated_at"""
+ALERT_COLUMNS = """a.id, a.rule_id, a.device_id, d.name AS device_name, d.kind AS device_kind,
+    a.area_id, a.severity, a.status, a.title, a.title_en, a.value, a.started_at, a.fired_at,
+    a.acknowledged_at, a.acknowledged_by, a.ack_note, a.resolved_at, a.resolved_by,
+    a.resolve_note, a.updated_at, a.escalated, a.escalated_at, a.base_severity, a.suppressed_by,
+    a.parent_alert_id, a.assignee"""
+
+# Columns a transition may set besides its status (whitelist: names never come from input).
+_EXTRA = {"severity", "escalated", "suppressed_by", "parent_alert_id", "last_breach_at", "assignee"}
 
 
 def to_json(row: dict[str, Any]) -> dict[str, Any]:
@@ -49,8 +54,8 @@ async def list_alerts(
 async def open_for_rule(conn: psycopg.AsyncConnection[Any], rule_id: str) -> list[dict[str, Any]]:
     async with conn.cursor() as cur:
         await cur.execute(
-            "SELECT id, device_id, status, started_at FROM alerts "
-            "WHERE rule_id = %s AND status <> 'resolved'",
+            "SELECT id, device_id, status, started_at, fired_at, escalated, suppressed_by, "
+            "last_breach_at, severity FROM alerts WHERE rule_id = %s AND status <> 'resolved'",
             (rule_id,),
         )
         return list(await cur.fetchall())
@@ -84,18 +89,24 @@ async def open_alert(
     title: str,
     title_en: str,
     value: float | None,
-    firing: bool,
+    status: str,
     at: datetime | None = None,
+    suppressed_by: str | None = None,
 ) -> dict[str, Any] | None:
     """Open a (rule, device) alert unless one is open already (then None: nothing happened)."""
-    status = "firing" if firing else "pending"
+    firing = status in ("firing", "flapping")
+    parent = (
+        int(suppressed_by[6:]) if suppressed_by and suppressed_by.startswith("alert:") else None
+    )
     async with conn.cursor() as cur:
         await cur.execute(
-            """INSERT INTO alerts (rule_id, device_id, area_id, severity, status, title, title_en,
-                                   value, started_at, fired_at)
-               SELECT %(rule)s, d.id, d.area_id, %(sev)s, %(status)s, %(title)s, %(title_en)s,
-                      %(value)s, coalesce(%(at)s, now()),
-                      CASE WHEN %(firing)s THEN coalesce(%(at)s, now()) END
+            """INSERT INTO alerts (rule_id, device_id, area_id, severity, base_severity, status,
+                                   title, title_en, value, started_at, fired_at, suppressed_by,
+                                   parent_alert_id, last_breach_at)
+               SELECT %(rule)s, d.id, d.area_id, %(sev)s, %(sev)s, %(status)s, %(title)s,
+                      %(title_en)s, %(value)s, coalesce(%(at)s, now()),
+                      CASE WHEN %(firing)s THEN coalesce(%(at)s, now()) END, %(suppressed_by)s,
+                      %(parent)s, coalesce(%(at)s, now())
                FROM devices d WHERE d.id = %(device)s
                ON CONFLICT (rule_id, device_id) WHERE status <> 'resolved' DO NOTHING
                RETURNING id""",
@@ -109,6 +120,8 @@ async def open_alert(
                 "value": value,
                 "firing": firing,
                 "at": at,
+                "suppressed_by": suppressed_by,
+                "parent": parent,
             },
         )
         row = await cur.fetchone()
@@ -127,14 +140,23 @@ async def transition(
     value: float | None = None,
     note: str | None = None,
     at: datetime | None = None,
+    kind: str | None = None,
+    emit: bool = True,
+    **extra: Any,
 ) -> dict[str, Any] | None:
     """Move an alert from one of ``expected`` to ``to``; None when it was not in that state.
 
-    ``at`` is the evaluator's clock (defaults to the database's ``now()``).
+    ``at`` is the evaluator's clock (defaults to the database's ``now()``); ``kind`` names the
+    event when it is not ``alert.<to>`` (e.g. ``alert.escalated``); ``extra`` sets whitelisted
+    columns; ``emit=False`` records nothing in the events (bookkeeping only).
     """
+    unknown = set(extra) - _EXTRA
+    if unknown:
+        raise ValueError(f"not transition columns: {sorted(unknown)}")
     sets = ["status = %(to)s", "updated_at = now()", "value = coalesce(%(value)s, value)"]
+    sets += [f"{col} = %({col})s" for col in extra]
     if to == "firing":
-        sets.append("fired_at = coalesce(%(at)s, now())")
+        sets.append("fired_at = coalesce(fired_at, %(at)s, now())")
     elif to == "acknowledged":
         sets += [
             "acknowledged_at = coalesce(%(at)s, now())",
@@ -142,7 +164,13 @@ async def transition(
             "ack_note = %(note)s",
         ]
     elif to == "resolved":
-        sets += ["resolved_at = coalesce(%(at)s, now())", "resolved_by = %(actor)s"]
+        sets += [
+            "resolved_at = coalesce(%(at)s, now())",
+            "resolved_by = %(actor)s",
+            "resolve_note = %(note)s",
+        ]
+    if extra.get("escalated"):
+        sets.append("escalated_at = coalesce(%(at)s, now())")
     async with conn.cursor() as cur:
         await cur.execute(
             f"UPDATE alerts SET {', '.join(sets)} "
@@ -155,8 +183,37 @@ async def transition(
                 "id": alert_id,
                 "expected": list(expected),
                 "at": at,
+                **extra,
             },
         )
         if await cur.fetchone() is None:
             return None
-    return await _emit(conn, alert_id, f"alert.{to}", actor)
+    if not emit:
+        return {"id": alert_id}
+    return await _emit(conn, alert_id, kind or f"alert.{to}", actor)
+
+
+async def add_note(
+    conn: psycopg.AsyncConnection[Any], alert_id: int, *, actor: str, note: str
+) -> dict[str, Any] | None:
+    """A note on an alert: only an event (the audit trail), the alert row is unchanged."""
+    async with conn.cursor() as cur:
+        await cur.execute(
+            "UPDATE alerts SET updated_at = now() WHERE id = %s RETURNING id", (alert_id,)
+        )
+        if await cur.fetchone() is None:
+            return None
+    row = await get(conn, alert_id)
+    assert row is not None
+    payload = to_json(row) | {"note": note}
+    await events.append(
+        conn,
+        kind="alert.note",
+        payload=payload,
+        alert_id=alert_id,
+        device_id=row["device_id"],
+        area_id=row["area_id"],
+        severity=row["severity"],
+        actor=actor,
+    )
+    return payload

@@ -23,6 +23,12 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class Availability:
+    device_id: str
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
 class BatchResult:
     inserted: int
     duplicates: int
@@ -39,6 +45,7 @@ async def write_batch(
     observations: list[TrafficObservation],
     dead_letters: list[DeadLetter],
     *,
+    availability: list[Availability] | None = None,
     received_at: datetime | None = None,
 ) -> BatchResult:
     inserted = 0
@@ -77,13 +84,25 @@ async def write_batch(
                 """INSERT INTO device_state AS s (device_id, last_seen, last_seq, last, updated_at)
                    SELECT DISTINCT ON (device_id) device_id, time, seq,
                           jsonb_build_object('speed_kmh', average_speed, 'intensity', intensity,
-                                             'occupancy', occupancy),
+                                             'occupancy', occupancy, 'interval_s', interval_s),
                           now()
                    FROM obs_stage ORDER BY device_id, time DESC, seq DESC
                    ON CONFLICT (device_id) DO UPDATE
                    SET last_seen = excluded.last_seen, last_seq = excluded.last_seq,
-                       last = excluded.last, updated_at = now()
-                   WHERE s.last_seen <= excluded.last_seen"""
+                       last = excluded.last, updated_at = now(),
+                       stuck_count = CASE WHEN s.last = excluded.last
+                                          THEN s.stuck_count + 1 ELSE 0 END
+                   WHERE s.last_seen IS NULL OR s.last_seen <= excluded.last_seen"""
+            )
+        if availability:
+            latest = {a.device_id: a.online for a in availability}  # last word per device wins
+            await cur.executemany(
+                """INSERT INTO device_state AS s (device_id, online, availability_at)
+                   VALUES (%s, %s, now())
+                   ON CONFLICT (device_id) DO UPDATE
+                   SET online = excluded.online, availability_at = excluded.availability_at,
+                       updated_at = now()""",
+                list(latest.items()),
             )
         if dead_letters:
             async with cur.copy(

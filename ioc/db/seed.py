@@ -52,4 +52,24 @@ async def seed(
                 for s in fleet
             ],
         )
+        # One site per leaf area: the link/power feed its devices depend on (root cause).
+        await cur.executemany(
+            """INSERT INTO devices (id, kind, name, area_id, lat, lon, metadata)
+               VALUES (%s, 'site', %s, %s, %s, %s, '{"inferred": true}'::jsonb)
+               ON CONFLICT (id) DO UPDATE SET name = excluded.name, area_id = excluded.area_id,
+                 lat = excluded.lat, lon = excluded.lon""",
+            [
+                (site_id(a.id), f"Đường truyền – {a.name}", a.id, a.lat + 0.004, a.lon + 0.004)
+                for a in geo.leaves()
+            ],
+        )
+        await cur.execute(
+            """UPDATE devices d SET parent_id = 'site-' || d.area_id
+               WHERE d.kind IN ('traffic_sensor', 'camera') AND d.parent_id IS NULL
+                 AND EXISTS (SELECT 1 FROM devices s WHERE s.id = 'site-' || d.area_id)"""
+        )
     return len(geo.areas), len(fleet)
+
+
+def site_id(area_id: str) -> str:
+    return f"site-{area_id}"

@@ -28,9 +28,14 @@ TRAFFIC_AVAILABILITY = TOPIC_ROOT + "/traffic/{device_id}/availability"
 SIM_CONTROL = TOPIC_ROOT + "/sim/control"
 
 TRAFFIC_OBSERVATION_FILTER = TOPIC_ROOT + "/traffic/+/observation"
+TRAFFIC_AVAILABILITY_FILTER = TOPIC_ROOT + "/traffic/+/availability"
+AVAILABILITY_STATES = ("online", "offline")
 
 # Observations stamped further ahead of the receiver's clock than this are rejected.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+# Older than this is a broken clock, not store-and-forward (late data within it is stored).
+MAX_AGE = timedelta(days=7)
+_RANGE_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 MAX_PAYLOAD_BYTES = 16 * 1024
 
 
@@ -58,17 +63,36 @@ def device_id_from_topic(topic: str) -> str | None:
     return None
 
 
+def device_id_from_availability_topic(topic: str) -> str | None:
+    parts = topic.split("/")
+    if (
+        len(parts) == 5
+        and "/".join(parts[:3]) == TOPIC_ROOT + "/traffic"
+        and parts[4] == ("availability")
+    ):
+        return parts[3] or None
+    return None
+
+
+def parse_availability(payload: bytes) -> str | None:
+    """``online`` / ``offline`` (the Last Will), or None for anything else."""
+    text = payload.strip().decode("ascii", "replace").lower()
+    return text if text in AVAILABILITY_STATES else None
+
+
 class Reason(StrEnum):
     """Why a message was dead-lettered. Stable strings: they are counted and stored."""
 
     TOO_LARGE = "too_large"
-    MALFORMED_JSON = "malformed_json"
+    BAD_JSON = "bad_json"
     UNSUPPORTED_VERSION = "unsupported_version"
-    SCHEMA_VIOLATION = "schema_violation"
+    SCHEMA = "schema"
+    OUT_OF_RANGE = "out_of_range"
     TOPIC_MISMATCH = "topic_mismatch"
     BAD_TOPIC = "bad_topic"
-    FUTURE_TIMESTAMP = "future_timestamp"
+    CLOCK_SKEW = "clock_skew"
     UNKNOWN_DEVICE = "unknown_device"
+    DB_REJECTED = "db_rejected"  # valid by contract, refused by the database (kept, never retried)
 
 
 DeviceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -91,6 +115,16 @@ class TrafficObservation(BaseModel):
         ge=0, le=1, description="fraction of the interval the loop was occupied"
     )
     interval_s: int = Field(default=60, ge=1, le=3600)
+
+    @field_validator("average_speed")
+    @classmethod
+    def _speed_precision(cls, value: float) -> float:
+        return round(value, 2)  # also keeps 1e-95 from underflowing the database's float4
+
+    @field_validator("occupancy")
+    @classmethod
+    def _occupancy_precision(cls, value: float) -> float:
+        return round(value, 4)
 
     @field_validator("observed_at")
     @classmethod
@@ -121,9 +155,9 @@ def parse_observation(
     try:
         raw = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return Rejected(Reason.MALFORMED_JSON, str(exc)[:200])
+        return Rejected(Reason.BAD_JSON, str(exc)[:200])
     if not isinstance(raw, dict):
-        return Rejected(Reason.MALFORMED_JSON, "payload is not a JSON object")
+        return Rejected(Reason.BAD_JSON, "payload is not a JSON object")
     version = raw.get("v")
     if type(version) is not int or version != SCHEMA_VERSION:  # True == 1 in Python
         return Rejected(Reason.UNSUPPORTED_VERSION, f"v={version!r}, this worker reads v=1")
@@ -132,11 +166,14 @@ def parse_observation(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        return Rejected(Reason.SCHEMA_VIOLATION, f"{where}: {first['msg']}"[:200])
+        reason = Reason.OUT_OF_RANGE if first["type"] in _RANGE_ERRORS else Reason.SCHEMA
+        return Rejected(reason, f"{where}: {first['msg']}"[:200])
     if obs.device_id != topic_device:
         return Rejected(Reason.TOPIC_MISMATCH, f"topic {topic_device} != payload {obs.device_id}")
     if obs.observed_at > now + MAX_CLOCK_SKEW:
-        return Rejected(Reason.FUTURE_TIMESTAMP, f"observed_at {obs.observed_at.isoformat()}")
+        return Rejected(Reason.CLOCK_SKEW, f"observed_at {obs.observed_at.isoformat()} is ahead")
+    if obs.observed_at < now - MAX_AGE:
+        return Rejected(Reason.CLOCK_SKEW, f"observed_at {obs.observed_at.isoformat()} is too old")
     return obs
 
 
@@ -150,3 +187,49 @@ class SimControl(BaseModel):
     device_ids: list[str] | None = None
     speed_kmh: float = Field(default=8.0, ge=0, le=300)
     duration_s: float = Field(default=300.0, gt=0, le=86_400)
+
+
+# --------------------------------------------------------------------------------------------
+# Simulator fault injection (added with the traffic simulator, issue 4). Same channel as
+# SimControl (``ioc/v1/sim/control``); the two are told apart by ``action``.
+
+# What each kind does on the wire is described in docs/mqtt.md and simulators/traffic_faults.py.
+SimFaultKind = Literal[
+    "silent",
+    "stuck",
+    "out_of_range",
+    "clock_skew",
+    "malformed_json",
+    "wrong_version",
+    "duplicate",
+    "store_and_forward",
+]
+SIM_FAULT_KINDS: tuple[SimFaultKind, ...] = (
+    "silent",
+    "stuck",
+    "out_of_range",
+    "clock_skew",
+    "malformed_json",
+    "wrong_version",
+    "duplicate",
+    "store_and_forward",
+)
+
+
+class SimFault(BaseModel):
+    """Payload of ``ioc/v1/sim/control`` that makes simulated sensors misbehave.
+
+    ``fault`` (``kind`` required) starts a fault on the sensors of ``area_id`` plus
+    ``device_ids`` for ``duration_s``; ``clear_faults`` ends all faults on those sensors, or
+    on every sensor when none are given.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["fault", "clear_faults"]
+    kind: SimFaultKind | None = None
+    area_id: str | None = None
+    device_ids: list[str] | None = None
+    duration_s: float = Field(default=60.0, gt=0, le=86_400)
+    # clock_skew only: how far the sensor's clock is off (positive = ahead).
+    skew_s: float = Field(default=600.0, ge=-30 * 86_400, le=30 * 86_400)

@@ -126,7 +126,13 @@ class MosquittoService:
             return self.running() is not None and port_accepts(LISTEN_HOST, self.port)
 
         def gone() -> bool:
-            return self.pid_path.exists() and self.running() is None
+            # A pid file being written can be empty for a moment: only a whole pid that is no
+            # longer alive means the broker died.
+            try:
+                pid = int(self.pid_path.read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                return False
+            return not pid_alive(pid)
 
         if not wait_until(lambda: ready() or gone(), timeout=10) or not ready():
             reason = (

@@ -85,7 +85,8 @@ async def test_congestion_alert_appears_live_and_ack_reaches_every_screen(
                 await page.wait_for_selector('#conn-status[data-state="live"]', timeout=20_000)
             # Markers for every seeded sensor, no tile server involved.
             await wall.wait_for_function(
-                f"window.iocState && window.iocState.devices.size === {services.sim_sensors}",
+                "window.iocState && [...window.iocState.devices.values()]"
+                f".filter(d => d.kind === 'traffic_sensor').length === {services.sim_sensors}",
                 timeout=20_000,
             )
             subprocess.run(

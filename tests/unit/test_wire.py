@@ -47,20 +47,23 @@ def test_round_trip_through_the_wire() -> None:
 @pytest.mark.parametrize(
     ("topic", "raw", "reason"),
     [
-        (TOPIC, b"{not json", Reason.MALFORMED_JSON),
-        (TOPIC, b"\xff\xfe", Reason.MALFORMED_JSON),
-        (TOPIC, b"[1, 2]", Reason.MALFORMED_JSON),
+        (TOPIC, b"{not json", Reason.BAD_JSON),
+        (TOPIC, b"\xff\xfe", Reason.BAD_JSON),
+        (TOPIC, b"[1, 2]", Reason.BAD_JSON),
         (TOPIC, _dump({"v": 2, "device_id": "ts-00001"}), Reason.UNSUPPORTED_VERSION),
         (TOPIC, _dump({"device_id": "ts-00001"}), Reason.UNSUPPORTED_VERSION),
         (TOPIC, _dump({"v": True, "device_id": "ts-00001"}), Reason.UNSUPPORTED_VERSION),
         (TOPIC, _dump({"v": 1.0, "device_id": "ts-00001"}), Reason.UNSUPPORTED_VERSION),
-        (TOPIC, payload(average_speed=-3), Reason.SCHEMA_VIOLATION),
-        (TOPIC, payload(occupancy=1.5), Reason.SCHEMA_VIOLATION),
-        (TOPIC, payload(extra_field=1), Reason.SCHEMA_VIOLATION),
-        (TOPIC, payload(observed_at="2026-11-25T09:00:00"), Reason.SCHEMA_VIOLATION),
+        (TOPIC, payload(average_speed=-3), Reason.OUT_OF_RANGE),
+        (TOPIC, payload(occupancy=1.5), Reason.OUT_OF_RANGE),
+        (TOPIC, payload(intensity=-1), Reason.OUT_OF_RANGE),
+        (TOPIC, payload(average_speed="fast"), Reason.SCHEMA),
+        (TOPIC, payload(observed_at="2026-11-01T00:00:00Z"), Reason.CLOCK_SKEW),
+        (TOPIC, payload(extra_field=1), Reason.SCHEMA),
+        (TOPIC, payload(observed_at="2026-11-25T09:00:00"), Reason.SCHEMA),
         (TOPIC, payload(device_id="ts-00002"), Reason.TOPIC_MISMATCH),
         ("ioc/v1/traffic/ts-00001/other", payload(), Reason.BAD_TOPIC),
-        (TOPIC, payload(observed_at="2026-11-25T10:00:00Z"), Reason.FUTURE_TIMESTAMP),
+        (TOPIC, payload(observed_at="2026-11-25T10:00:00Z"), Reason.CLOCK_SKEW),
         (TOPIC, b" " * (wire.MAX_PAYLOAD_BYTES + 1), Reason.TOO_LARGE),
     ],
 )
@@ -86,3 +89,11 @@ def test_topics() -> None:
         wire.shared_subscription("g", wire.TRAFFIC_OBSERVATION_FILTER)
         == "$share/g/ioc/v1/traffic/+/observation"
     )
+
+
+def test_values_are_normalised_to_storable_precision() -> None:
+    obs = parse_observation(
+        TOPIC, payload(average_speed=1.0236322646793322e-95, occupancy=0.123456), now=NOW
+    )
+    assert isinstance(obs, TrafficObservation)
+    assert obs.average_speed == 0.0 and obs.occupancy == 0.1235

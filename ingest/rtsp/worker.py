@@ -1,0 +1,201 @@
+"""The camera-health worker (``ioc ingest rtsp``): leases cameras, runs one capture thread per
+camera, and writes what they see.
+
+The asyncio loop never blocks: captures run in their own threads, and the loop only takes their
+snapshots (a lock held for microseconds). Every ``lease_s / 3`` it renews its leases and starts or
+stops captures to match; every tick it writes status changes (state + event, one transaction);
+every ``health_interval_s`` a health row per camera; thumbnails and learned baselines when new.
+If it cannot renew its leases for most of a lease period it stops its captures: by then another
+worker may hold them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import structlog
+
+from ingest.rtsp.capture import CameraCapture, CaptureOptions, Snapshot
+from ingest.rtsp.tracker import HealthTracker
+from ioc.db import cameras as repo
+from ioc.db.connect import DatabaseUnavailable, connect
+from ioc.domain.camera import Thresholds
+from ioc.logs import redact
+
+log = structlog.get_logger("ingest.rtsp")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    worker_id: str = field(default_factory=repo.default_worker_id)
+    pool: str = "default"
+    user: str | None = None
+    password: str | None = None
+    lease_s: float = 15.0
+    health_interval_s: float = 5.0
+    tick_s: float = 0.5
+    capture: CaptureOptions = field(default_factory=CaptureOptions)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+class CameraWorker:
+    def __init__(self, *, dsn: str, config: WorkerConfig) -> None:
+        self.dsn = dsn
+        self.config = config
+        self.captures: dict[str, CameraCapture] = {}
+        self._stopping: list[CameraCapture] = []  # asked to stop, thread not yet ended
+        self._written: dict[str, str] = {}  # status last written per camera
+        self._stop = asyncio.Event()
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._lease_ok_at = 0.0
+        self.counters = {"lease_cycles": 0, "db_errors": 0, "events": 0, "health_rows": 0}
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def held(self) -> list[str]:
+        return sorted(self.captures)
+
+    async def run(self) -> None:
+        cfg = self.config
+        next_lease = next_health = 0.0
+        log.info("camera worker running", worker=cfg.worker_id, pool=cfg.pool)
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= next_lease:
+                    next_lease = now + cfg.lease_s / 3
+                    await self._leases()
+                if self.captures and now - self._lease_ok_at > cfg.lease_s * 0.8:
+                    log.warning("cannot renew leases: stopping captures", worker=cfg.worker_id)
+                    self._release(list(self.captures))
+                due = now >= next_health
+                if due:
+                    next_health = now + cfg.health_interval_s
+                await self._write([c.snapshot() for c in self.captures.values()], due)
+                self._stopping = [c for c in self._stopping if c.alive]
+                try:
+                    await asyncio.wait_for(self._stop.wait(), cfg.tick_s)
+                except TimeoutError:
+                    pass
+        finally:
+            await self._shutdown()
+
+    # ------------------------------------------------------------------- database ---
+    async def _db(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await connect(self.dsn, autocommit=True)
+        return self._conn
+
+    async def _db_failed(self, what: str, exc: BaseException) -> None:
+        self.counters["db_errors"] += 1
+        log.warning("database error", during=what, error=redact(str(exc))[:200])
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def _leases(self) -> None:
+        cfg = self.config
+        try:
+            conn = await self._db()
+            mine = await repo.lease_cycle(
+                conn, worker_id=cfg.worker_id, pool=cfg.pool, ttl_s=cfg.lease_s
+            )
+            new = [d for d in mine if d not in self.captures]
+            configs = await repo.load_cameras(conn, new) if new else []
+        except (psycopg.Error, DatabaseUnavailable, OSError) as exc:
+            await self._db_failed("lease cycle", exc)
+            return
+        self._lease_ok_at = time.monotonic()
+        self.counters["lease_cycles"] += 1
+        self._release([d for d in self.captures if d not in mine])
+        for cam in configs:
+            self._start(cam)
+
+    def _start(self, cam: repo.CameraConfig) -> None:
+        if not cam.url:
+            log.warning("camera has no rtsp_url in its metadata", device=cam.device_id)
+            return
+        tracker = HealthTracker(
+            now=time.monotonic(),
+            thresholds=self.config.thresholds,
+            expected_fps=cam.expected_fps,
+            baseline=cam.baseline,
+        )
+        self.captures[cam.device_id] = CameraCapture(
+            cam.device_id,
+            cam.url,
+            user=self.config.user,
+            password=self.config.password,
+            tracker=tracker,
+            options=self.config.capture,
+        ).start()
+        self._written.pop(cam.device_id, None)
+        log.info("watching camera", device=cam.device_id, url=redact(cam.url))
+
+    def _release(self, device_ids: list[str]) -> None:
+        for d in device_ids:
+            cap = self.captures.pop(d)
+            cap.stop()
+            self._stopping.append(cap)
+            log.info("released camera", device=d)
+
+    async def _write(self, snaps: list[Snapshot], health_rows: bool) -> None:
+        at = datetime.now(UTC)
+        states = [
+            repo.CameraState(s.device_id, s.status, s.reasons, s.metrics, s.last_frame, at)
+            for s in snaps
+            if s.status != "unknown"
+            and (health_rows or s.transitions or self._written.get(s.device_id) != s.status)
+        ]
+        thumbs = [s for s in snaps if s.thumbnail is not None]
+        learned = [s for s in snaps if s.baseline is not None]
+        if not (states or thumbs or learned):
+            return
+        try:
+            conn = await self._db()
+            ids = await repo.record(
+                conn, worker_id=self.config.worker_id, states=states, health_rows=health_rows
+            )
+            for s in thumbs:
+                assert s.thumbnail is not None
+                jpeg, taken, w, h = s.thumbnail
+                await repo.upsert_thumbnail(conn, s.device_id, jpeg, taken, w, h)
+            for s in learned:
+                assert s.baseline is not None
+                await repo.save_baseline(conn, s.device_id, s.baseline)
+                log.info("learned camera baseline", device=s.device_id)
+        except (psycopg.Error, DatabaseUnavailable, OSError) as exc:
+            await self._db_failed("write", exc)
+            return
+        self.counters["events"] += len(ids)
+        self.counters["health_rows"] += len(states) if health_rows else 0
+        for st in states:
+            if self._written.get(st.device_id) != st.status:
+                log.info("camera status", device=st.device_id, status=st.status,
+                         reasons=[r["code"] for r in st.reasons])  # fmt: skip
+            self._written[st.device_id] = st.status
+
+    async def _shutdown(self) -> None:
+        self._release(list(self.captures))
+        stopping, self._stopping = self._stopping, []
+        deadline = time.monotonic() + self.config.capture.open_timeout_s + 3
+
+        def join_all() -> None:
+            for cap in stopping:
+                cap.join(max(0.1, deadline - time.monotonic()))
+
+        await asyncio.to_thread(join_all)
+        try:
+            await repo.retire_worker(await self._db(), self.config.worker_id)
+        except (psycopg.Error, DatabaseUnavailable, OSError) as exc:
+            log.warning("could not give back leases", error=redact(str(exc))[:200])
+        if self._conn is not None:
+            await self._conn.close()
+        log.info("camera worker stopped", worker=self.config.worker_id, **self.counters)

@@ -1,0 +1,68 @@
+"""The camera simulator's pure parts: command line, day/night curve, scenes, settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest.rtsp.config import camera_settings
+from ioc.config import Settings
+from simulators.cameras import control, gst_server, scene
+
+
+def test_the_password_travels_in_the_environment_never_in_argv(tmp_path: Path) -> None:
+    cfg = control.SimulatorConfig(port=1, control_port=2, cameras=2, password="s3cret-pw")
+    argv, env = control.prepare(cfg, tmp_path)
+    assert not any("s3cret-pw" in a for a in argv)
+    assert env["IOC_RTSP_PASSWORD"] == "s3cret-pw"
+    args = gst_server.parse_args(argv[2:])
+    assert (args.port, args.cameras, args.fps) == (1, 2, 15)
+    assert len(list((tmp_path / "cameras").glob("bg*.png"))) == 2
+
+
+def test_a_simulator_without_a_password_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="password"):
+        control.prepare(control.SimulatorConfig(port=1, control_port=2), tmp_path)
+
+
+def test_every_camera_pipeline_has_the_elements_faults_switch(tmp_path: Path) -> None:
+    args = gst_server.parse_args(["--port=1", "--control-port=2", f"--backgrounds={tmp_path}"])
+    launch = gst_server.launch_string(args, 3)
+    for name in ("name=mix", "name=bal", "name=blurcaps", "name=enc", "name=valve", "name=pay0"):
+        assert name in launch
+    assert "bg3-640x360-58.png" in launch and "framerate=15/1" in launch
+
+
+def test_control_client_knows_exactly_the_servers_faults() -> None:
+    assert control.FAULTS == gst_server.FAULTS
+    assert len(set(gst_server.FAULTS)) == 10
+    with pytest.raises(ValueError, match="unknown fault"):
+        control.SimulatorControl(1).set_fault(1, "smoke")
+
+
+def test_nights_are_darker_and_flatter_but_never_black() -> None:
+    noon = gst_server.balance_for(gst_server.daylight(0.5 * 600, 600, 0.0))
+    midnight = gst_server.balance_for(gst_server.daylight(0.0, 600, 0.0))
+    assert noon == pytest.approx((0.0, 1.0))
+    assert midnight[0] < 0 and 0.5 < midnight[1] < 1.0
+
+
+def test_scenes_are_deterministic_distinct_and_wider_than_the_frame() -> None:
+    a = scene.render_background(1, 320, 180)
+    assert a.shape == (180, scene.background_size(320, 180)[0], 3) and a.shape[1] > 320
+    np.testing.assert_array_equal(a, scene.render_background(1, 320, 180))
+    assert np.abs(a.astype(int) - scene.render_background(2, 320, 180)).mean() > 10
+
+
+def test_camera_settings_from_the_environment() -> None:
+    s = Settings(rtsp_port=1554)
+    cs = camera_settings(s, {"IOC_SIM_CAMERA_SIZE": "320x180", "IOC_RTSP_USER": "viewer"})
+    assert (cs.sim_width, cs.sim_height, cs.rtsp_user) == (320, 180, "viewer")
+    assert cs.rtsp_base_url == "rtsp://127.0.0.1:1554" and cs.control_port == 1555
+    with pytest.raises(ValueError, match="640x360"):
+        camera_settings(s, {"IOC_SIM_CAMERA_SIZE": "big"})
+    prod = Settings.model_construct(environment="production", rtsp_port=1554)
+    with pytest.raises(ValueError, match="IOC_RTSP_PASSWORD"):
+        camera_settings(prod, {})
