@@ -19,7 +19,17 @@ from pydantic import ValidationError
 from ioc import logs
 from ioc.config import Settings, get_settings
 
-ROLES = ("api", "ingest mqtt", "alerts", "simulate traffic", "migrate", "seed", "dev")
+ROLES = (
+    "api",
+    "ingest mqtt",
+    "ingest rtsp",
+    "alerts",
+    "simulate traffic",
+    "simulate cameras",
+    "migrate",
+    "seed",
+    "dev",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,23 +128,33 @@ def _migrate(settings: Settings) -> None:
 
 
 def _seed(settings: Settings) -> None:
+    from ingest.rtsp.config import camera_settings
+    from ioc.db.cameras import seed_cameras
     from ioc.db.connect import connect
-    from ioc.db.seed import load_geography, seed
+    from ioc.db.seed import link_sites, load_geography, seed
 
     geo = load_geography(settings.areas_file)
+    cams = camera_settings(settings)
 
-    async def go() -> tuple[int, int]:
+    async def go() -> tuple[int, int, list[str]]:
         conn = await connect(settings.dsn)
         try:
             async with conn.transaction():
-                return await seed(
+                areas, sensors = await seed(
                     conn, geo, sensors=settings.sim_sensors, seed_value=settings.sim_seed
                 )
+                cameras = await seed_cameras(
+                    conn, geo, cams.sim_cameras, settings.sim_seed, cams.rtsp_base_url
+                )
+                await link_sites(conn)
+                return areas, sensors, cameras
         finally:
             await conn.close()
 
-    areas, devices = asyncio.run(go())
-    print(f"seeded {areas} areas and {devices} traffic sensors ({geo.name})")
+    areas, sensors, cameras = asyncio.run(go())
+    print(
+        f"seeded {areas} areas, {sensors} traffic sensors and {len(cameras)} cameras ({geo.name})"
+    )
 
 
 def _congest(settings: Settings, args: argparse.Namespace) -> None:
@@ -216,10 +236,12 @@ def _dev(settings: Settings, args: argparse.Namespace) -> None:
         _migrate(settings)
         _seed(settings)
         sup.add("ingest-mqtt", "ingest", "mqtt")
+        sup.add("ingest-rtsp", "ingest", "rtsp")
         sup.add("alerts", "alerts")
         sup.add("api", "api")
         if not args.no_simulator:
             sup.add("simulator", "simulate", "traffic")
+            sup.add("camera-simulator", "simulate", "cameras")
         url = f"http://{settings.api_host}:{settings.api_port}"
         _wait_http(url + "/api/v1/health", 60)
         print(

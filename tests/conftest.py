@@ -40,6 +40,7 @@ def services() -> Iterator[Settings]:
         sim_sensors=60,
         sim_interval_seconds=1.0,
         ingest_metrics_port=0,
+        rtsp_port=free_port(),
     )
     svc = LocalServices(settings)
     svc.up()

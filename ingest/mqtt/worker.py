@@ -1,9 +1,11 @@
 """The MQTT ingest worker: validate, batch, write with COPY, then acknowledge.
 
-One writer per worker. A batch is flushed when it holds ``batch_size`` messages or its oldest
-message is ``batch_seconds`` old. When the database is down the batch is retried with capped
-backoff and nothing is acknowledged meanwhile: the broker's Receive Maximum then stops it sending
-more, so memory stays bounded and the backlog waits in the broker until the database returns.
+One writer per worker. A batch is flushed when it holds ``batch_size`` messages, when its oldest
+message is ``batch_seconds`` old, or when no new message arrived for ``linger_s`` (so a quiet
+centre stores a reading within milliseconds, and a busy one writes full batches). When the
+database is down the batch is retried with capped backoff and nothing is acknowledged meanwhile:
+the source stops reading, memory stays bounded and the backlog waits in the broker.
+After each commit the worker NOTIFYs ``ioc_observations`` so the alert engine evaluates at once.
 """
 
 from __future__ import annotations
@@ -54,8 +56,15 @@ def _classify(
 
 class IngestWorker:
     def __init__(
-        self, *, source: MqttSource, dsn: str, batch_size: int = 500, batch_seconds: float = 0.5
+        self,
+        *,
+        source: MqttSource,
+        dsn: str,
+        batch_size: int = 500,
+        batch_seconds: float = 0.5,
+        linger_s: float = 0.02,
     ) -> None:
+        self.linger_s = linger_s
         self.source = source
         self.dsn = dsn
         self.batch_size = batch_size
@@ -98,7 +107,8 @@ class IngestWorker:
             if remaining <= 0 or len(batch) >= self.batch_size:
                 break
             try:
-                batch.append(await asyncio.wait_for(queue.get(), timeout=remaining))
+                wait = min(remaining, self.linger_s)
+                batch.append(await asyncio.wait_for(queue.get(), timeout=wait))
             except TimeoutError:
                 break
         return batch

@@ -149,6 +149,15 @@ class CameraCapture:
         self._thread.start()
         return self
 
+    def restarted(self) -> CameraCapture:
+        """A new thread for this camera, keeping what its tracker has learned."""
+        again = CameraCapture(
+            self.device_id, self._url, user=self._user, password=self._password,
+            tracker=self.tracker, options=self.options, clock=self.clock, rng=self._rng,
+        )  # fmt: skip
+        again.counters = self.counters
+        return again.start()
+
     def stop(self) -> None:
         """Ask the thread to end; it does within the open or read timeout."""
         self._stop.set()

@@ -24,10 +24,11 @@ from ingest.rtsp.capture import CameraCapture, CaptureOptions, Snapshot
 from ingest.rtsp.tracker import HealthTracker
 from ioc.db import cameras as repo
 from ioc.db.connect import DatabaseUnavailable, connect
-from ioc.domain.camera import Thresholds
+from ioc.domain.camera import Reason, Thresholds
 from ioc.logs import redact
 
 log = structlog.get_logger("ingest.rtsp")
+MAX_RESTARTS = 5  # capture-thread restarts per camera per minute
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class CameraWorker:
         self._stop = asyncio.Event()
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lease_ok_at = 0.0
+        self._restarts: dict[str, list[float]] = {}
         self.counters = {"lease_cycles": 0, "db_errors": 0, "events": 0, "health_rows": 0}
 
     def stop(self) -> None:
@@ -78,6 +80,7 @@ class CameraWorker:
                 due = now >= next_health
                 if due:
                     next_health = now + cfg.health_interval_s
+                self._watchdog()
                 await self._write([c.snapshot() for c in self.captures.values()], due)
                 self._stopping = [c for c in self._stopping if c.alive]
                 try:
@@ -138,6 +141,25 @@ class CameraWorker:
         ).start()
         self._written.pop(cam.device_id, None)
         log.info("watching camera", device=cam.device_id, url=redact(cam.url))
+
+    def _watchdog(self) -> None:
+        """A capture thread catches everything it can; should one die anyway, start it again,
+        at most ``MAX_RESTARTS`` a minute (then the camera shows offline: capture_error)."""
+        now = time.monotonic()
+        for d, cap in list(self.captures.items()):
+            if cap.alive:
+                continue
+            recent = [t for t in self._restarts.get(d, []) if now - t < 60]
+            if len(recent) >= MAX_RESTARTS:
+                if len(recent) == MAX_RESTARTS:
+                    log.error("capture keeps dying; not restarting it", device=d)
+                    recent.append(now)
+                    cap.tracker.on_failure(now, Reason("capture_error", "capture crashed", 1.0))
+                self._restarts[d] = recent
+                continue
+            self._restarts[d] = [*recent, now]
+            log.warning("capture thread died; restarting", device=d)
+            self.captures[d] = cap.restarted()
 
     def _release(self, device_ids: list[str]) -> None:
         for d in device_ids:

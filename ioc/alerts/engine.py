@@ -21,6 +21,7 @@ import yaml
 
 from ioc.alerts import measure
 from ioc.db import alerts as alerts_db
+from ioc.db import observations
 from ioc.db.connect import connect, describe
 from ioc.domain.lifecycle import Action, Context, OpenAlert, Transition, evaluate
 from ioc.domain.rules import AlertStatus, Rule, RuleError, escalated_severity, parse_rules
@@ -63,25 +64,35 @@ class AlertEngine:
         self._stopping.set()
 
     async def run(self) -> None:
+        """Evaluate when new observations are committed (NOTIFY from ingest), and at least every
+        ``interval_s`` for what time alone changes (durations, silence, escalation)."""
         conn: psycopg.AsyncConnection[Any] | None = None
+        listen: psycopg.AsyncConnection[Any] | None = None
         backoff = 0.5
         while not self._stopping.is_set():
             try:
-                if conn is None or conn.closed:
+                if conn is None or conn.closed or listen is None or listen.closed:
+                    for c in (conn, listen):
+                        if c is not None:
+                            await c.close()
                     conn = await connect(self.dsn, autocommit=True)
+                    listen = await connect(self.dsn, autocommit=True)
+                    await listen.execute(f"LISTEN {observations.OBSERVATIONS_CHANNEL}")
                 await self.tick(conn)
                 backoff = 0.5
+                async for _ in listen.notifies(timeout=self.interval_s, stop_after=1):
+                    pass
             except (psycopg.OperationalError, OSError, RuntimeError) as exc:
                 log.warning("alert evaluation failed; retrying", error=describe(exc))
-                if conn is not None:
-                    await conn.close()
-                conn = None
+                for c in (conn, listen):
+                    if c is not None:
+                        await c.close()
+                conn = listen = None
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
-                continue
-            await self._sleep(self.interval_s)
-        if conn is not None:
-            await conn.close()
+        for c in (conn, listen):
+            if c is not None:
+                await c.close()
 
     async def _sleep(self, seconds: float) -> None:
         try:

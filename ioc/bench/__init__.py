@@ -10,4 +10,5 @@ BENCHES: dict[str, str] = {
     "cameras": "ioc.bench.cameras",
     "dashboard": "ioc.bench.dashboard",
     "ingest": "ioc.bench.ingest",
+    "alerts": "ioc.bench.alerts",
 }

@@ -11,8 +11,8 @@ One run, three processes on the same simulated streams (640x360, 15 fps; 20 came
 Measured only once every stream is open and delivering. Cameras per core = cameras / the
 process's CPU share (1.0 = one core); ``ratio`` = analysed ÷ bare cameras per core. The worker
 must keep each camera's measured fps at >= 95 % of what the server really sent (``fps_ok``).
-Needs the local services (``ioc services up``): the worker writes to the database like in
-production; the bench cameras are removed afterwards.
+The worker writes to a database as in production: its own throw-away copy of the local
+services (``common.isolated_stack``), so a running centre is never touched.
 """
 
 from __future__ import annotations
@@ -31,18 +31,11 @@ from typing import Any
 
 import psutil
 
+from ioc.bench.common import free_port, isolated_stack, spawn
 from ioc.config import Settings
 
 W, H, FPS = 640, 360, 15
 USER, PASSWORD = "bench", "bench-only-secret"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cpu(proc: psutil.Process) -> float:
@@ -111,31 +104,18 @@ async def _db(settings: Settings, sql: str, *args: Any) -> list[dict[str, Any]]:
         await conn.close()
 
 
-async def _seed(settings: Settings, n: int, port: int, pool: str) -> list[str]:
+async def _seed(settings: Settings, n: int, port: int) -> list[str]:
     from ioc.db.cameras import seed_cameras
-    from ioc.db.connect import DatabaseUnavailable, connect
+    from ioc.db.connect import connect
     from ioc.db.seed import load_geography
 
     conn = await connect(settings.dsn)
     try:
         async with conn.transaction():
             geo = load_geography(settings.areas_file)
-            cur = await conn.execute("SELECT count(*) AS n FROM areas")
-            if (await cur.fetchone() or {"n": 0})["n"] == 0:
-                raise DatabaseUnavailable("no areas in the database: run `ioc seed` first")
-            return await seed_cameras(
-                conn, geo, n, 1, f"rtsp://127.0.0.1:{port}", pool=pool, id_prefix="bench-cam-"
-            )
+            return await seed_cameras(conn, geo, n, 1, f"rtsp://127.0.0.1:{port}")
     finally:
         await conn.close()
-
-
-async def _cleanup(settings: Settings, ids: list[str]) -> None:
-    await _db(settings, "DELETE FROM camera_health WHERE device_id = ANY(%s)", ids)
-    try:
-        await _db(settings, "DELETE FROM devices WHERE id = ANY(%s)", ids)
-    except Exception:  # an alert refers to one: keep them, switched off
-        await _db(settings, "UPDATE devices SET enabled = false WHERE id = ANY(%s)", ids)
 
 
 def _received(settings: Settings, ids: list[str]) -> dict[str, tuple[int, datetime]]:
@@ -157,25 +137,25 @@ def _worker_ready(settings: Settings, ids: list[str]) -> bool:
 
 
 def main(settings: Settings, quick: bool) -> dict[str, Any]:
-    from ioc.db.connect import require_schema
+    n, measure_s = (20, 20.0) if quick else (40, 45.0)
+    with isolated_stack(settings, sensors=0) as bench:
+        return _run(bench, n, measure_s, quick)
+
+
+def _run(settings: Settings, n: int, measure_s: float, quick: bool) -> dict[str, Any]:
     from simulators.cameras.control import CameraSimulator, SimulatorConfig
 
-    n, measure_s = (20, 20.0) if quick else (40, 45.0)
-    require_schema(settings.sqlalchemy_url)
-    pool = f"bench-{os.getpid()}"
     cfg = SimulatorConfig(
-        port=_free_port(), control_port=_free_port(), cameras=n, width=W, height=H, fps=FPS,
+        port=free_port(), control_port=free_port(), cameras=n, width=W, height=H, fps=FPS,
         user=USER, password=PASSWORD, day_seconds=600.0, phase=0.4,
     )  # fmt: skip
-    sim = CameraSimulator(cfg, Path(settings.state_dir) / "bench").start()
-    ids: list[str] = []
+    state = Path(settings.state_dir)
+    sim = CameraSimulator(cfg, state).start()
     procs: list[subprocess.Popen[Any]] = []
     try:
-        ids = asyncio.run(_seed(settings, n, cfg.port, pool))
-        env = dict(os.environ, IOC_RTSP_USER=USER, IOC_RTSP_PASSWORD=PASSWORD,
-                   IOC_CAMERA_POOL=pool, IOC_CAMERA_WORKER_ID=f"{pool}-worker")  # fmt: skip
-        worker = subprocess.Popen([sys.executable, "-m", "ioc.cli", "ingest", "rtsp"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        ids = asyncio.run(_seed(settings, n, cfg.port))
+        worker = spawn(settings, "ingest", "rtsp", log=state / "worker.log",
+                       IOC_RTSP_USER=USER, IOC_RTSP_PASSWORD=PASSWORD)  # fmt: skip
         procs.append(worker)
         bare = Bare(cfg.port, n)
         procs.append(bare.proc)
@@ -208,8 +188,6 @@ def main(settings: Settings, quick: bool) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 p.kill()
         sim.stop()
-        if ids:
-            asyncio.run(_cleanup(settings, ids))
     sent_fps = {i: (sent1[i] - sent0[i]) / wall for i in sent1}
     # Frames the worker received per second (its own counter, between two state writes).
     measured = {

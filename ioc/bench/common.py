@@ -29,6 +29,7 @@ ENV_FIELDS = (
     "environment",
     "rules_file",
     "ingest_metrics_port",
+    "rtsp_port",
 )
 
 
@@ -109,3 +110,17 @@ def wait_for_line(proc: subprocess.Popen[bytes], log: Path, text: str, timeout: 
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{' '.join(map(str, proc.args))} did not say {text!r}; see {log}")  # type: ignore[arg-type]
         time.sleep(0.05)
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{url} did not answer") from None
+            time.sleep(0.2)

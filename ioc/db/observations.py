@@ -12,6 +12,8 @@ import psycopg
 
 from ioc.domain.wire import Reason, TrafficObservation
 
+OBSERVATIONS_CHANNEL = "ioc_observations"
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -110,6 +112,9 @@ async def write_batch(
             ) as copy:
                 for d in dead_letters:
                     await copy.write_row((d.source, d.topic, str(d.reason), d.detail, d.payload))
+        if observations or availability:
+            # Delivered at commit: the alert engine evaluates as soon as the data is durable.
+            await cur.execute("SELECT pg_notify(%s, '')", (OBSERVATIONS_CHANNEL,))
     return BatchResult(
         inserted=inserted,
         duplicates=len(observations) - inserted,

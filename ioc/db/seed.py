@@ -63,12 +63,17 @@ async def seed(
                 for a in geo.leaves()
             ],
         )
-        await cur.execute(
-            """UPDATE devices d SET parent_id = 'site-' || d.area_id
-               WHERE d.kind IN ('traffic_sensor', 'camera') AND d.parent_id IS NULL
-                 AND EXISTS (SELECT 1 FROM devices s WHERE s.id = 'site-' || d.area_id)"""
-        )
+    await link_sites(conn)
     return len(geo.areas), len(fleet)
+
+
+async def link_sites(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Devices without a parent depend on their area's site (for root-cause grouping)."""
+    await conn.execute(
+        """UPDATE devices d SET parent_id = 'site-' || d.area_id
+           WHERE d.kind IN ('traffic_sensor', 'camera') AND d.parent_id IS NULL
+             AND EXISTS (SELECT 1 FROM devices s WHERE s.id = 'site-' || d.area_id)"""
+    )
 
 
 def site_id(area_id: str) -> str:

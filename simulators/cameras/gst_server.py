@@ -31,84 +31,22 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
-import math
 import os
 import signal
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
-FAULTS = (
-    "frozen", "black", "blurred", "covered", "moved", "low_fps", "drops", "hang", "auth", "path",
-)  # fmt: skip
-CARS = (  # (lane as a fraction of the height, speed in frame widths per second, ARGB colour)
-    (0.70, 0.22, 0xFFE6C814),  # bright against the dark road, by night too
-    (0.86, -0.30, 0xFFF0F0F0),
-    (0.78, 0.37, 0xFFFF8C00),
-)
-# (brightness, contrast, saturation) of videobalance for a covered lens (a hand or cloth lit by
-# the camera's own infrared: flat, not black) and for a black picture.
-COVERED = (0.2, 0.0, 0.0)
-BLACK = (-1.0, 0.0, 0.0)
-PAN = 0.3  # "moved" pans the view by this fraction of the frame width
-TICK_MS = 100
+try:  # in the venv, as part of the package
+    from simulators.cameras import control_http, pipeline
+except ImportError:  # run as a script by /usr/bin/python3: the modules next to this file
+    import control_http  # type: ignore[no-redef]
+    import pipeline  # type: ignore[no-redef]
 
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="RTSP camera simulator (GStreamer)")
-    p.add_argument("--port", type=int, required=True)
-    p.add_argument("--control-port", type=int, required=True)
-    p.add_argument("--cameras", type=int, default=4)
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=360)
-    p.add_argument("--fps", type=int, default=15)
-    p.add_argument("--user", default="ioc-cam")
-    p.add_argument("--backgrounds", required=True, help="directory of bg<N>-WxH-SEED.png")
-    p.add_argument("--seed", type=int, default=58)
-    p.add_argument("--day-seconds", type=float, default=600.0, help="one day/night cycle")
-    p.add_argument("--phase", type=float, default=0.4, help="time of day at start (0=midnight)")
-    p.add_argument("--blur-factor", type=int, default=8)
-    p.add_argument("--low-fps-keep", type=int, default=5, help="low_fps keeps 1 frame in N")
-    p.add_argument("--drop-every", type=float, default=2.0, help="seconds between drops")
-    return p.parse_args(argv)
-
-
-def daylight(t: float, day_seconds: float, phase: float) -> float:
-    """0 at midnight, 1 at noon."""
-    return 0.5 - 0.5 * math.cos(2 * math.pi * (phase + t / day_seconds))
-
-
-def balance_for(light: float) -> tuple[float, float]:
-    """(brightness, contrast) for videobalance: nights are darker and flatter, never black."""
-    return -0.12 * (1 - light), 0.65 + 0.35 * light
-
-
-def launch_string(args: argparse.Namespace, index: int) -> str:
-    w, h, f = args.width, args.height, args.fps
-    bg = os.path.join(args.backgrounds, f"bg{index}-{w}x{h}-{args.seed}.png")
-    cw, ch = max(16, w // 10) // 2 * 2, max(8, h // 12) // 2 * 2
-    raw = f"video/x-raw,format=I420,framerate={f}/1"
-    parts = [
-        f'filesrc location="{bg}" ! pngdec ! videoconvert ! video/x-raw,format=I420 '
-        f"! imagefreeze is-live=true ! {raw} ! mix.sink_0"
-    ]
-    for i, (_, _, colour) in enumerate(CARS, start=1):
-        parts.append(
-            f"videotestsrc is-live=true pattern=solid-color foreground-color={colour} "
-            f"! {raw},width={cw},height={ch} ! mix.sink_{i}"
-        )
-    parts.append(
-        f"compositor name=mix background=black ! {raw},width={w},height={h} "
-        f"! videobalance name=bal ! videoscale ! capsfilter name=blurcaps "
-        f"caps=video/x-raw,width={w},height={h} ! videoscale ! video/x-raw,width={w},height={h} "
-        f"! x264enc name=enc tune=zerolatency speed-preset=ultrafast threads=1 key-int-max={f} "
-        f"bitrate={max(200, w * h * f // 4000)} ! valve name=valve drop=false "
-        f"! rtph264pay name=pay0 pt=96 config-interval=1"
-    )
-    return "( " + " ".join(parts) + " )"
+FAULTS = pipeline.FAULTS
+__all__ = ["FAULTS", "Simulator", "main"]
 
 
 class Camera:
@@ -188,7 +126,7 @@ class Simulator:
 
     def _make_factory(self, cam: Camera) -> Any:
         factory = self.Rtsp.RTSPMediaFactory()
-        factory.set_launch(launch_string(self.args, cam.index))
+        factory.set_launch(pipeline.launch_string(self.args, cam.index))
         factory.set_shared(True)
         perms = self.Rtsp.RTSPPermissions()
         perms.add_role_from_structure(
@@ -225,7 +163,7 @@ class Simulator:
             return
         a, f = self.args, cam.faults
         bg = cam.element("mix").get_static_pad("sink_0")
-        bg.set_property("xpos", -int(a.width * PAN) if "moved" in f else 0)
+        bg.set_property("xpos", -int(a.width * pipeline.PAN) if "moved" in f else 0)
         k = a.blur_factor if "blurred" in f else 1
         caps = f"video/x-raw,width={max(2, a.width // k)},height={max(2, a.height // k)}"
         blurcaps = cam.element("blurcaps")
@@ -304,7 +242,7 @@ class Simulator:
 
     # ------------------------------------------------------------------ animation ---
     def _tick(self) -> bool:
-        dt = TICK_MS / 1000
+        dt = pipeline.TICK_MS / 1000
         for cam in self.cameras.values():
             if "frozen" not in cam.faults:
                 cam.clock += dt
@@ -318,17 +256,19 @@ class Simulator:
         mix = cam.element("mix")
         cw = max(16, a.width // 10) // 2 * 2
         span = a.width + cw
-        for i, (lane, speed, _) in enumerate(CARS, start=1):
+        for i, (lane, speed, _) in enumerate(pipeline.CARS, start=1):
             x = (i * span / 3 + speed * a.width * cam.clock) % span - cw
             pad = mix.get_static_pad(f"sink_{i}")
             pad.set_property("xpos", int(x))
             pad.set_property("ypos", int(lane * a.height))
         if "black" in cam.faults:
-            brightness, contrast, saturation = BLACK
+            brightness, contrast, saturation = pipeline.BLACK
         elif "covered" in cam.faults:
-            brightness, contrast, saturation = COVERED
+            brightness, contrast, saturation = pipeline.COVERED
         else:
-            brightness, contrast = balance_for(daylight(cam.clock, a.day_seconds, a.phase))
+            brightness, contrast = pipeline.balance_for(
+                pipeline.daylight(cam.clock, a.day_seconds, a.phase)
+            )
             saturation = 1.0
         bal = cam.element("bal")
         bal.set_property("brightness", brightness)
@@ -377,45 +317,7 @@ class Simulator:
         return 404, {"error": f"no such endpoint: {method} {path}"}
 
     def serve_control(self) -> ThreadingHTTPServer:
-        sim = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _handle(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                try:
-                    body = json.loads(self.rfile.read(length) or b"{}") if length else {}
-                except ValueError:
-                    body = None
-                if not isinstance(body, dict):
-                    status, reply = 400, {"error": "body must be a JSON object"}
-                else:
-                    status, reply = sim.on_main_loop(method, self.path, body)
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                self._handle("GET")
-
-            def do_POST(self) -> None:
-                self._handle("POST")
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        try:
-            httpd = ThreadingHTTPServer(("127.0.0.1", self.args.control_port), Handler)
-        except OSError as exc:
-            raise SystemExit(
-                f"camera simulator: cannot listen on control port {self.args.control_port} "
-                f"({exc.strerror}); set IOC_RTSP_CONTROL_PORT to a free port"
-            ) from None
-        httpd.daemon_threads = True
-        threading.Thread(target=httpd.serve_forever, name="control", daemon=True).start()
-        return httpd
+        return control_http.serve_json(self.args.control_port, self.on_main_loop)
 
     def on_main_loop(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         done = threading.Event()
@@ -454,7 +356,7 @@ class Simulator:
                 "set IOC_RTSP_PORT to a free port"
             )
         httpd = self.serve_control()
-        self.GLib.timeout_add(TICK_MS, self._tick)
+        self.GLib.timeout_add(pipeline.TICK_MS, self._tick)
         threading.Thread(target=self.start_cameras, name="start", daemon=True).start()
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.GLib.unix_signal_add(self.GLib.PRIORITY_HIGH, sig, self._quit)
@@ -483,7 +385,7 @@ def die_with_parent() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    args = pipeline.parse_args(sys.argv[1:] if argv is None else argv)
     password = os.environ.get("IOC_RTSP_PASSWORD", "")
     if not password:
         print("camera simulator: IOC_RTSP_PASSWORD is not set", file=sys.stderr)

@@ -30,7 +30,10 @@ def centre(services: Settings) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ioc.cli", "dev"],
-            env=env_for(services),
+            # Two small cameras: the whole centre runs, within the test machine's two cores.
+            env=env_for(
+                services, IOC_SIM_CAMERAS="2", IOC_SIM_CAMERA_SIZE="320x180", IOC_SIM_CAMERA_FPS="5"
+            ),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
@@ -133,7 +136,7 @@ def test_ctrl_c_stops_everything(
     children = subprocess.run(
         ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
     ).stdout.split()
-    assert len(children) >= 4  # ingest, alerts, api, simulator
+    assert len(children) >= 6  # ingest mqtt+rtsp, alerts, api, traffic and camera simulators
     proc.send_signal(signal.SIGINT)
     assert proc.wait(40) == 0
     for pid in children:

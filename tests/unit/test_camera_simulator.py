@@ -9,7 +9,7 @@ import pytest
 
 from ingest.rtsp.config import camera_settings
 from ioc.config import Settings
-from simulators.cameras import control, gst_server, scene
+from simulators.cameras import control, gst_server, pipeline, scene
 
 
 def test_the_password_travels_in_the_environment_never_in_argv(tmp_path: Path) -> None:
@@ -17,7 +17,7 @@ def test_the_password_travels_in_the_environment_never_in_argv(tmp_path: Path) -
     argv, env = control.prepare(cfg, tmp_path)
     assert not any("s3cret-pw" in a for a in argv)
     assert env["IOC_RTSP_PASSWORD"] == "s3cret-pw"
-    args = gst_server.parse_args(argv[2:])
+    args = pipeline.parse_args(argv[2:])
     assert (args.port, args.cameras, args.fps) == (1, 2, 15)
     assert len(list((tmp_path / "cameras").glob("bg*.png"))) == 2
 
@@ -28,8 +28,8 @@ def test_a_simulator_without_a_password_is_refused(tmp_path: Path) -> None:
 
 
 def test_every_camera_pipeline_has_the_elements_faults_switch(tmp_path: Path) -> None:
-    args = gst_server.parse_args(["--port=1", "--control-port=2", f"--backgrounds={tmp_path}"])
-    launch = gst_server.launch_string(args, 3)
+    args = pipeline.parse_args(["--port=1", "--control-port=2", f"--backgrounds={tmp_path}"])
+    launch = pipeline.launch_string(args, 3)
     for name in ("name=mix", "name=bal", "name=blurcaps", "name=enc", "name=valve", "name=pay0"):
         assert name in launch
     assert "bg3-640x360-58.png" in launch and "framerate=15/1" in launch
@@ -43,8 +43,8 @@ def test_control_client_knows_exactly_the_servers_faults() -> None:
 
 
 def test_nights_are_darker_and_flatter_but_never_black() -> None:
-    noon = gst_server.balance_for(gst_server.daylight(0.5 * 600, 600, 0.0))
-    midnight = gst_server.balance_for(gst_server.daylight(0.0, 600, 0.0))
+    noon = pipeline.balance_for(pipeline.daylight(0.5 * 600, 600, 0.0))
+    midnight = pipeline.balance_for(pipeline.daylight(0.0, 600, 0.0))
     assert noon == pytest.approx((0.0, 1.0))
     assert midnight[0] < 0 and 0.5 < midnight[1] < 1.0
 
