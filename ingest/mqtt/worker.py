@@ -1,8 +1,8 @@
 """The MQTT ingest worker: validate, batch, write with COPY, then acknowledge.
 
-One writer per worker. A batch is flushed when it holds ``batch_size`` messages, when its oldest
-message is ``batch_seconds`` old, or when no new message arrived for ``linger_s`` (so a quiet
-centre stores a reading within milliseconds, and a busy one writes full batches). When the
+One writer per worker. A batch is whatever has arrived (up to ``batch_size``), after waiting at
+most ``linger_s`` once for company: a quiet centre stores a reading within milliseconds, and a
+busy one writes bigger batches because messages pile up while the previous batch is written. When the
 database is down the batch is retried with capped backoff and nothing is acknowledged meanwhile:
 the source stops reading, memory stays bounded and the backlog waits in the broker.
 After each commit the worker NOTIFYs ``ioc_observations`` so the alert engine evaluates at once.
@@ -99,15 +99,18 @@ class IngestWorker:
         except TimeoutError:
             return []
         batch = [first]
-        deadline = time.monotonic() + self.batch_seconds
+        lingered = False
         while len(batch) < self.batch_size:
             while len(batch) < self.batch_size and not queue.empty():
                 batch.append(queue.get_nowait())
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or len(batch) >= self.batch_size:
+            if lingered or len(batch) >= self.batch_size:
                 break
+            # Nothing more in hand: wait a moment once, then write what there is. Under load
+            # batches grow by themselves (messages pile up while the previous batch is written),
+            # so a reading is never held back waiting for others.
+            lingered = True
             try:
-                wait = min(remaining, self.linger_s)
+                wait = min(self.linger_s, self.batch_seconds)
                 batch.append(await asyncio.wait_for(queue.get(), timeout=wait))
             except TimeoutError:
                 break

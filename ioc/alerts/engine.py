@@ -82,6 +82,9 @@ class AlertEngine:
                 backoff = 0.5
                 async for _ in listen.notifies(timeout=self.interval_s, stop_after=1):
                     pass
+                # Coalesce: every commit that arrived meanwhile is covered by one tick.
+                async for _ in listen.notifies(timeout=0):
+                    pass
             except (psycopg.OperationalError, OSError, RuntimeError) as exc:
                 log.warning("alert evaluation failed; retrying", error=describe(exc))
                 for c in (conn, listen):
