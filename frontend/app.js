@@ -20,6 +20,7 @@
   const RESOLVED_LINGER_MS = 4000; // a resolved alert stays visible this long, then goes
   const FLASH_MS = 6000;
   const MAINT_POLL_MS = 30000;
+  const ALERT_LIST_CAP = 500; // the snapshot and /alerts default limit
 
   const state = {
     devices: new Map(), // sensors and cameras: id -> device from /api/v1/devices
@@ -119,7 +120,9 @@
       case "silent":
         return "offline";
       case "alert":
-        return state.snapshotReceived ? "ok" : "major";
+        // The stream is the freshest source, unless the alert list hit the server's cap (500):
+        // then a device the server calls alerting may have an alert we were not sent.
+        return state.snapshotReceived && state.alerts.size < ALERT_LIST_CAP ? "ok" : "major";
       case "ok":
         return "ok";
       default:
@@ -192,7 +195,7 @@
     const rows = ["critical", "major", "minor", "pending", "problem", "offline", "maintenance", "unknown", "ok"].map((s) =>
       h("div", { class: "legend-row" }, IOC.shapeIcon(s, 14), t(IOC.STATES[s].label)),
     );
-    IOC.put(legend.getContainer(), 
+    IOC.put(legend.getContainer(),
       h("div", { class: "legend-title" }, t("legend.title")),
       ...rows,
       h("div", { class: "legend-row legend-kind" }, h("i", { class: "kind-cam" }), t("legend.camera")),
@@ -430,6 +433,7 @@
       subtreeCache.clear();
       nameAreas();
       fillAreaFilter();
+      scheduleRedraw(); // the feed shows area names
     } catch (err) {
       console.warn("areas", err);
     }
@@ -439,130 +443,19 @@
     layer.setAreas(state.areas);
   }
 
-  // ---- toolbar: filters and search --------------------------------------------------------------------------
-  const areaSel = document.getElementById("filter-area");
-  const sevSel = document.getElementById("filter-severity");
-  function fillAreaFilter() {
-    const keep = areaSel.value;
-    const depth = (a) => ancestors(a.id).size - 1;
-    const sorted = Array.from(state.areas.values()).sort((a, b) => depth(a) - depth(b) || areaName(a.id).localeCompare(areaName(b.id), "vi"));
-    const ordered = [];
-    const walk = (parent) => {
-      for (const a of sorted) if ((a.parent_id || null) === parent) ordered.push(a), walk(a.id);
-    };
-    walk(null);
-    IOC.put(areaSel, 
-      h("option", { value: "" }, t("filter.area.all")),
-      ...ordered.filter((a) => a.parent_id).map((a) => h("option", { value: a.id }, "\u00a0".repeat(2 * (depth(a) - 1)) + areaName(a.id))),
-    );
-    areaSel.value = keep;
-  }
-  function fillSeverityFilter() {
-    const keep = sevSel.value || "all";
-    IOC.put(sevSel, ...["all", "critical", "major", "minor", "info"].map((s) => h("option", { value: s }, t("filter.sev." + s))));
-    sevSel.value = keep;
-  }
-  areaSel.addEventListener("change", () => {
-    state.filters.area = areaSel.value;
-    redraw();
-    const pts = [...state.devices.values()].filter((d) => !areaSel.value || subtree(areaSel.value).has(d.area_id)).map((d) => [d.lat, d.lon]);
-    if (areaSel.value && pts.length) map.flyToBounds(L.latLngBounds(pts).pad(0.15), { duration: 0.5, maxZoom: 13 });
+  // ---- toolbar: filters and search (toolbar.js) ------------------------------------------------------------------
+  const toolbar = IOC.Toolbar({
+    state: state,
+    map: map,
+    areaName: areaName,
+    ancestors: ancestors,
+    subtree: subtree,
+    devices: () => [...state.devices.values(), ...state.sites.values()],
+    redraw: () => redraw(),
+    focusDevice: (id) => focusDevice(id, true),
   });
-  sevSel.addEventListener("change", () => {
-    state.filters.severity = sevSel.value;
-    redraw();
-  });
-  document.querySelectorAll(".kind-toggle").forEach((btn) => {
-    btn.addEventListener("click", () => {
-      const k = btn.dataset.kind;
-      state.filters.kinds.has(k) ? state.filters.kinds.delete(k) : state.filters.kinds.add(k);
-      btn.setAttribute("aria-pressed", state.filters.kinds.has(k) ? "true" : "false");
-      redraw();
-    });
-  });
-  document.getElementById("filter-reset").addEventListener("click", () => {
-    state.filters = { kinds: new Set(["traffic_sensor", "camera", "site"]), area: "", severity: "all" };
-    areaSel.value = "";
-    sevSel.value = "all";
-    document.querySelectorAll(".kind-toggle").forEach((b) => b.setAttribute("aria-pressed", "true"));
-    redraw();
-  });
-
-  const search = document.getElementById("search");
-  const results = document.getElementById("search-results");
-  let matches = [];
-  let active = -1;
-  const fold = (s) => String(s || "").normalize("NFD").replace(/[\u0300-\u036f]/g, "").replace(/đ/g, "d").replace(/Đ/g, "D").toLowerCase();
-  function renderResults() {
-    IOC.put(results, 
-      ...matches.map((d, i) =>
-        h(
-          "li",
-          {
-            id: "sr-" + i,
-            role: "option",
-            class: i === active ? "active" : null,
-            "aria-selected": i === active ? "true" : "false",
-            onmousedown: (ev) => {
-              ev.preventDefault();
-              choose(i);
-            },
-          },
-          IOC.shapeIcon(d._state || "unknown", 13),
-          h("span", { class: "sr-name" }, d.name),
-          h("span", { class: "sr-meta" }, d.id + " · " + areaName(d.area_id)),
-        ),
-      ),
-    );
-    results.hidden = !matches.length;
-    search.setAttribute("aria-expanded", matches.length ? "true" : "false");
-    if (active >= 0) search.setAttribute("aria-activedescendant", "sr-" + active);
-    else search.removeAttribute("aria-activedescendant");
-  }
-  function choose(i) {
-    const d = matches[i];
-    if (!d) return;
-    matches = [];
-    active = -1;
-    renderResults();
-    search.value = d.name;
-    focusDevice(d.id, true);
-  }
-  search.addEventListener("input", () => {
-    const q = fold(search.value.trim());
-    matches = [];
-    active = -1;
-    if (q) {
-      for (const d of [...state.devices.values(), ...state.sites.values()]) {
-        if (fold(d.name).includes(q) || fold(d.id).includes(q)) matches.push(d);
-        if (matches.length >= 8) break;
-      }
-      active = matches.length ? 0 : -1;
-    }
-    renderResults();
-  });
-  search.addEventListener("keydown", (ev) => {
-    if (ev.key === "ArrowDown" || ev.key === "ArrowUp") {
-      ev.preventDefault();
-      if (!matches.length) return;
-      active = (active + (ev.key === "ArrowDown" ? 1 : matches.length - 1)) % matches.length;
-      renderResults();
-    } else if (ev.key === "Enter") {
-      ev.preventDefault();
-      choose(Math.max(0, active));
-    } else if (ev.key === "Escape") {
-      search.value = "";
-      matches = [];
-      renderResults();
-    }
-  });
-  search.addEventListener("blur", () => setTimeout(() => ((matches = []), renderResults()), 150));
-  document.addEventListener("keydown", (ev) => {
-    if (ev.key === "/" && !ev.target.closest("input, textarea, select")) {
-      ev.preventDefault();
-      search.focus();
-    }
-  });
+  const fillAreaFilter = toolbar.fillAreaFilter;
+  const fillSeverityFilter = toolbar.fillSeverityFilter;
 
   // ---- language ------------------------------------------------------------------------------------------------
   IOC.langToggle(document.getElementById("lang-toggle"));

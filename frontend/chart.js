@@ -74,7 +74,9 @@
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
     ctx.fillStyle = "#9aa8bd";
-    for (let tk = Math.ceil(t0 / step) * step; tk <= t1; tk += step) {
+    // Ticks on round local hours (Vietnam is UTC+7 all year, no daylight saving).
+    const off = 7 * HOUR;
+    for (let tk = Math.ceil((t0 + off) / step) * step - off; tk <= t1; tk += step) {
       const xx = Math.round(x(tk)) + 0.5;
       ctx.strokeStyle = "rgba(154,168,189,0.12)";
       ctx.beginPath();

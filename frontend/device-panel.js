@@ -250,7 +250,9 @@
     }
 
     function refresh() {
-      if (id && !el.hidden) render();
+      // Not while someone types in the maintenance form: the next refresh catches up.
+      const typing = el.contains(document.activeElement) && document.activeElement.matches("input, select, textarea");
+      if (id && !el.hidden && !typing) render();
     }
 
     function open(deviceId) {

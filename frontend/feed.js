@@ -23,7 +23,6 @@
   }
   function sevState(a) {
     if (a.status === "pending") return "pending";
-    if (a.status === "suppressed") return "maintenance";
     return IOC.SEV_RANK[a.severity] !== undefined ? a.severity : "info";
   }
 

@@ -47,7 +47,7 @@
     for (const k of ["cameras", "sensors"]) {
       const a = s[k];
       document.getElementById("kpi-" + k).dataset.level = level(a.now_pct, 95, 85);
-      IOC.put(document.getElementById("kpi-" + k + "-foot"), 
+      IOC.put(document.getElementById("kpi-" + k + "-foot"),
         metric("b", k + ".available_now", a.available_now, "int", { "data-dynamic": "" }),
         " / ",
         metric("span", k + ".counted", a.counted, "int", { "data-dynamic": "" }),
@@ -57,14 +57,14 @@
     }
     const c = s.congestion;
     document.getElementById("kpi-congestion").dataset.level = c.index_pct === null ? "na" : c.index_pct <= 10 ? "good" : c.index_pct <= 25 ? "fair" : "poor";
-    IOC.put(document.getElementById("kpi-congestion-sub"), 
+    IOC.put(document.getElementById("kpi-congestion-sub"),
       metric("b", "congestion.congested", c.congested, "int", { "data-dynamic": "" }),
       " / ",
       metric("b", "congestion.reporting", c.reporting, "int", { "data-dynamic": "" }),
       " " + t("leader.points"),
     );
     document.getElementById("kpi-alerts").dataset.level = s.alerts.critical ? "poor" : s.alerts.major ? "fair" : "good";
-    IOC.put(document.getElementById("sev-chips"), 
+    IOC.put(document.getElementById("sev-chips"),
       ...["critical", "major", "minor", "info"].map((sev) =>
         h("div", { class: "sev-chip sev-" + sev }, IOC.shapeIcon(sev, 20), metric("b", "alerts." + sev, s.alerts[sev], "int", { "data-dynamic": "" }), h("span", null, t("sev." + sev))),
       ),
@@ -81,7 +81,7 @@
       IOC.put(ol, h("li", { class: "empty" }, t("leader.noHotspots")));
       return;
     }
-    IOC.put(ol, 
+    IOC.put(ol,
       ...s.hotspots.map((p, i) =>
         h(
           "li",
@@ -113,7 +113,7 @@
     );
   }
   function renderAreas(s) {
-    IOC.put(document.getElementById("areas"), 
+    IOC.put(document.getElementById("areas"),
       ...s.areas.map((a) =>
         h(
           "tr",

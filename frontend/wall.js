@@ -20,7 +20,8 @@
   const THUMB_MS = 10000; // each visible tile's picture
   const PAGE_MS = 20000; // the cameras without alerts take turns at this pace
   const TICKER_MAX = 12;
-  const TILE_TARGET_PX = 480; // about this wide: 4 columns at 1920, 8 at 3840
+  const TILE_MIN_PX = 480; // tiles are 480..960 px wide: 2-4 columns at 1920, 4-8 at 3840
+  const TILE_MAX_PX = 960;
 
   const state = {
     cameras: new Map(),
@@ -65,14 +66,28 @@
   }
 
   // ---- layout --------------------------------------------------------------------------------
+  /** The biggest 16:9 tiles that show every camera at once; the smallest allowed if none do
+   * (then the cameras without alerts take turns). */
   function layout() {
     const w = grid.clientWidth;
     const hgt = grid.clientHeight;
     const gap = Math.max(6, Math.round(w / 320));
-    const cols = Math.max(2, Math.min(12, Math.round(w / TILE_TARGET_PX)));
-    const tileW = (w - gap * (cols + 1)) / cols;
-    const tileH = (tileW * 9) / 16;
-    const rows = Math.max(1, Math.floor((hgt - gap) / (tileH + gap)));
+    const fit = (c) => {
+      const tw = (w - gap * (c + 1)) / c;
+      const th = (tw * 9) / 16;
+      return { cols: c, tileW: tw, tileH: th, rows: Math.max(1, Math.floor((hgt - gap) / (th + gap))) };
+    };
+    const most = Math.max(2, Math.floor(w / TILE_MIN_PX));
+    const least = Math.max(1, Math.min(most, Math.round(w / TILE_MAX_PX)));
+    let best = fit(most);
+    for (let c = least; c <= most; c++) {
+      const f = fit(c);
+      if (f.cols * f.rows >= state.cameras.size) {
+        best = f;
+        break;
+      }
+    }
+    const { cols, tileW, tileH, rows } = best;
     grid.style.setProperty("--cols", cols);
     grid.style.setProperty("--gap", gap + "px");
     grid.style.setProperty("--tile-h", tileH + "px");
@@ -125,7 +140,7 @@
     const label = a && (IOC.ACTIVE.has(a.status) || a.status === "pending") ? IOC.pick(a, "title", "title_en") : st === "ok" ? "" : IOC.pick(cam, "reason", "reason_en");
     IOC.put(top, IOC.stateBadge(st), label ? h("span", { class: "tile-why" }, label) : null);
     const meta = [IOC.pick(cam, "area_name", "area_name_en")];
-    if (cam.fps !== null && cam.fps !== undefined) meta.push(IOC.fmtNum(cam.fps) + " fps");
+    if (cam.fps !== null && cam.fps !== undefined && st !== "offline") meta.push(IOC.fmtNum(cam.fps) + " fps");
     if (cam.thumbnail_at) meta.push(t("wall.picture", { ago: IOC.ago(cam.thumbnail_at) }));
     IOC.put(tile.el.querySelector(".tile-bottom"), h("div", { class: "tile-name" }, cam.name), h("div", { class: "tile-meta" }, meta.join(" · ")));
     tile.el.querySelector(".tile-noimg").textContent = st === "offline" ? t("wall.offline") : t("thumb.none");
@@ -207,7 +222,7 @@
       else if (IOC.SEV_RANK[st] !== undefined || st === "pending") c.alert++;
       else c.problem++;
     }
-    IOC.put(document.getElementById("wall-counts"), 
+    IOC.put(document.getElementById("wall-counts"),
       h("span", { class: "wc" }, h("b", null, IOC.fmtNum(c.total, 0)), " " + t("wall.cameras")),
       h("span", { class: "wc" }, IOC.shapeIcon("ok", 16), h("b", null, IOC.fmtNum(c.ok, 0)), " " + t("state.ok")),
       h("span", { class: "wc" }, IOC.shapeIcon("problem", 16), h("b", null, IOC.fmtNum(c.problem, 0)), " " + t("wall.problems")),
@@ -223,7 +238,7 @@
     renderTicker();
   }
   function renderTicker() {
-    IOC.put(tickerEl, 
+    IOC.put(tickerEl,
       ...state.ticker.map(({ a, time }) =>
         h(
           "li",
@@ -241,8 +256,10 @@
   async function refresh() {
     try {
       const list = await IOC.getJSON("summary/wall");
+      const before = state.cameras.size;
       state.cameras = new Map(list.map((c) => [c.id, c]));
       state.refreshes++;
+      if (state.cameras.size !== before) layout();
       render();
     } catch (err) {
       console.warn("wall", err);

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,10 +48,18 @@ class Filter:
         return True
 
 
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """An event encoded once for every client (JSON text), with its id for ordering."""
+
+    id: int
+    text: str
+
+
 @dataclass(eq=False)
 class Subscription:
     filter: Filter
-    queue: asyncio.Queue[dict[str, Any]]
+    queue: asyncio.Queue[Encoded]
     overflowed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -156,11 +165,14 @@ class EventHub:
                 return
 
     def _fan_out(self, message: dict[str, Any]) -> None:
+        encoded: Encoded | None = None
         for sub in self._subs:
             if sub.overflowed.is_set() or not sub.filter.matches(message, self.ancestors):
                 continue
+            if encoded is None:
+                encoded = Encoded(message["id"], json.dumps(message, ensure_ascii=False))
             try:
-                sub.queue.put_nowait(message)
+                sub.queue.put_nowait(encoded)
             except asyncio.QueueFull:
                 sub.overflowed.set()
                 self.resyncs += 1

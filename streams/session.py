@@ -9,6 +9,7 @@ last id sent is skipped. If the client cannot keep up it is told to resync, neve
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,7 +21,13 @@ from ioc.db import events
 from ioc.db.connect import connect
 from streams.hub import EventHub, Filter, to_message
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+Send = Callable[[str], Awaitable[None]]  # one JSON text message
+
+
+def encode(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False)
+
+
 HEARTBEAT_S = 5.0
 
 
@@ -59,17 +66,17 @@ async def serve(hub: EventHub, send: Send, *, since: int | None, flt: Filter) ->
             await conn.close()
         while True:
             if sub.overflowed.is_set():
-                await send({"type": "resync", "reason": "client_too_slow"})
+                await send(encode({"type": "resync", "reason": "client_too_slow"}))
                 return "resync"
             try:
                 msg = await asyncio.wait_for(sub.queue.get(), timeout=HEARTBEAT_S)
             except TimeoutError:
-                await send({"type": "heartbeat", "watermark": max(last, hub.position)})
+                await send(encode({"type": "heartbeat", "watermark": max(last, hub.position)}))
                 continue
-            if msg["id"] <= last:
+            if msg.id <= last:
                 continue
-            await send(msg)
-            last = msg["id"]
+            await send(msg.text)
+            last = msg.id
     finally:
         hub.unsubscribe(sub)
 
@@ -86,10 +93,10 @@ async def _catch_up(
                 for row in backlog:
                     msg = to_message(row)
                     if flt.matches(msg, hub.ancestors):
-                        await send(msg)
+                        await send(encode(msg))
                     last = row["id"]
                 return last
         # Too far behind, or an id from the future (another database): start afresh.
     snap = await _snapshot(conn, flt, hub)
-    await send(snap)
+    await send(encode(snap))
     return int(snap["watermark"])

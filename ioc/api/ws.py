@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+import json
 
 import structlog
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
@@ -44,16 +44,16 @@ async def stream(
     )
     lock = asyncio.Lock()
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(text: str) -> None:
         async with lock:  # the session and the ping answers share one socket
-            await ws.send_json(message)
+            await ws.send_text(text)
 
     async def answer_pings() -> None:
         with contextlib.suppress(*GONE):
             while True:
                 msg = await ws.receive_json()
                 if isinstance(msg, dict) and msg.get("type") == "ping":
-                    await send({"type": "pong", "echo": msg.get("echo")})
+                    await send(json.dumps({"type": "pong", "echo": msg.get("echo")}))
 
     session = asyncio.create_task(serve(ws.app.state.hub, send, since=since, flt=flt))
     reader = asyncio.create_task(answer_pings())

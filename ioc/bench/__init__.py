@@ -11,4 +11,5 @@ BENCHES: dict[str, str] = {
     "dashboard": "ioc.bench.dashboard",
     "ingest": "ioc.bench.ingest",
     "alerts": "ioc.bench.alerts",
+    "fanout": "ioc.bench.fanout",
 }

@@ -7,7 +7,8 @@ Method (one run, isolated services started for the benchmark, `ioc api` as a chi
   ``ioc-interactive`` once the outline, every device and the alert feed are drawn and the main
   thread is free again (a task after the next frame). The figure is that mark's time from
   navigation start; the median of N runs after one warm-up.
-- Also reported: one full redraw of all 5,000 markers unclustered (zoom 11), in ms.
+- Also reported: one redraw of all 5,000 markers unclustered at the province view (clustering
+  switched off for it: the worst case a pan or zoom can cost), in ms.
 ``ratio`` = empty / loaded (1.0 would mean the data costs nothing). Target: loaded <= 2 s, ratio >= 0.3.
 
 The same module fills a database with a realistic demo day (``populate_demo``) for the browser
@@ -415,14 +416,19 @@ def measure(url: str, runs: int, *, devices: int, alerts: int) -> dict[str, Any]
                         f"the page shows {got}, expected {devices} devices, {alerts} alerts"
                     )
                 if devices:
-                    redraws.append(
-                        page.evaluate(
-                            """() => {
-                                const s = window.iocState; s.map.setZoom(11, {animate: false});
-                                const t0 = performance.now(); s.layer._draw();
-                                return performance.now() - t0; }"""
-                        )
+                    drawn = page.evaluate(
+                        """() => {
+                                const o = window.iocState.layer.options;
+                                const keep = [o.clusterBelowZoom, o.denseBelowZoom];
+                                o.clusterBelowZoom = o.denseBelowZoom = 0;
+                                const t0 = performance.now(); window.iocState.layer._draw();
+                                const dt = performance.now() - t0;
+                                [o.clusterBelowZoom, o.denseBelowZoom] = keep;
+                                return {dt, n: window.iocState.layer._hits.length}; }"""
                     )
+                    if drawn["n"] < devices:
+                        raise RuntimeError(f"the redraw drew {drawn['n']} of {devices} markers")
+                    redraws.append(float(drawn["dt"]))
                 if i:
                     times.append(float(got["t"]))
                 ctx.close()
@@ -475,7 +481,7 @@ def main(settings: Settings, quick: bool) -> dict[str, Any]:
         "loaded_interactive_ms": loaded["median_ms"],
         "loaded_runs_ms": loaded["runs_ms"],
         "empty_runs_ms": empty["runs_ms"],
-        "redraw_5000_unclustered_ms": loaded["redraw_ms"],
+        "redraw_all_markers_ms": loaded["redraw_ms"],
         "devices_api_ms": round(devices_api_ms),
         "target_loaded_ms": 2000,
         "ratio": round(empty["median_ms"] / max(1, loaded["median_ms"]), 3),

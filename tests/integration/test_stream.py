@@ -126,13 +126,14 @@ async def test_slow_client_is_told_to_resync_and_others_are_not_slowed(services:
         slow_sent: list[dict[str, Any]] = []
         fast_sent: list[dict[str, Any]] = []
 
-        async def slow_send(msg: dict[str, Any]) -> None:
+        async def slow_send(text: str) -> None:
+            msg = json.loads(text)
             slow_sent.append(msg)
             if msg["type"] == "event":
                 await release.wait()  # a client that stopped reading
 
-        async def fast_send(msg: dict[str, Any]) -> None:
-            fast_sent.append(msg)
+        async def fast_send(text: str) -> None:
+            fast_sent.append(json.loads(text))
 
         slow = asyncio.create_task(serve(hub, slow_send, since=None, flt=Filter()))
         fast = asyncio.create_task(serve(hub, fast_send, since=None, flt=Filter()))

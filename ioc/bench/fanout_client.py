@@ -1,0 +1,96 @@
+"""A process holding many websocket clients for ``ioc bench fanout``; prints one JSON report.
+
+Usage: python -m ioc.bench.fanout_client URL CLIENTS SECONDS
+Each client counts the events it receives, checks their ids are consecutive (no gap, no
+duplicate) and samples the delay from the event's timestamp to its arrival.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+QUIET_S = 4.0
+
+
+async def client(url: str, stats: dict[str, Any], ready: asyncio.Event) -> None:
+    """Read until the stream has been quiet for QUIET_S after events began (or the deadline)."""
+    n, last, gaps, lat = 0, None, 0, []
+    last_at = 0.0
+    try:
+        async with connect(url, open_timeout=60, max_queue=None) as ws:
+            stats["connected"] += 1
+            if stats["connected"] == stats["clients"]:
+                ready.set()
+            while stats["until"] is None or time.time() < stats["until"]:
+                if n and time.time() - last_at > QUIET_S:
+                    break
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), 0.5)
+                except TimeoutError:
+                    continue
+                msg = json.loads(raw)
+                if msg.get("type") == "snapshot":
+                    stats["watermarks"].append(msg["watermark"])
+                if msg.get("type") != "event":
+                    continue
+                if last is not None and msg["id"] != last + 1:
+                    gaps += 1
+                last, last_at = msg["id"], time.time()
+                n += 1
+                if random.random() < 0.1:
+                    sent = datetime.fromisoformat(msg["time"]).timestamp()
+                    lat.append(time.time() - sent)
+    except ConnectionClosed:
+        pass
+    finally:
+        stats["received"].append(n)
+        stats["gaps"] += gaps
+        stats["latency"].extend(lat)
+
+
+async def main(url: str, clients: int, seconds: float) -> None:
+    stats: dict[str, Any] = {
+        "clients": clients,
+        "connected": 0,
+        "received": [],
+        "gaps": 0,
+        "latency": [],
+        "until": None,
+        "watermarks": [],
+    }
+    ready = asyncio.Event()
+    tasks = []
+    for _ in range(clients):
+        tasks.append(asyncio.create_task(client(url, stats, ready)))
+        await asyncio.sleep(0.002)
+    await asyncio.wait_for(ready.wait(), 180)
+    stats["until"] = time.time() + seconds + 60  # a hard stop; normally they stop when quiet
+    print(json.dumps({"event": "ready"}), flush=True)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    errors = [repr(r) for r in results if isinstance(r, BaseException)][:3]
+    print(
+        json.dumps(
+            {
+                "event": "done",
+                "received": stats["received"],
+                "gaps": stats["gaps"],
+                "latency": stats["latency"],
+                "errors": errors,
+                "watermarks": stats["watermarks"],
+            }
+        ),
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), float(sys.argv[3])))
