@@ -113,6 +113,7 @@ class MosquittoService:
                 stderr=err,
                 cwd=self.root,
                 timeout=30,
+                preexec_fn=_raise_open_files_limit,
             )
         if code != 0:
             reason = (
@@ -247,3 +248,13 @@ def _write_if_changed(path: Path, text: str) -> bool:
         pass
     path.write_text(text)
     return True
+
+
+def _raise_open_files_limit() -> None:
+    """One connection per device: let the broker use the hard limit of open files (often 1,024
+    soft by default, too few for thousands of sensors). Runs in the child before exec."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
