@@ -28,6 +28,7 @@ from paho.mqtt.properties import Properties
 log = structlog.get_logger("ingest.mqtt.source")
 
 PAUSED_READ_EVERY_S = 1.0
+READ_BURST = 256  # packets read per wake-up before handing them to asyncio
 
 
 class MqttUnavailable(RuntimeError):
@@ -76,6 +77,7 @@ class MqttSource:
         self._stop = threading.Event()
         self._attempted = threading.Event()  # set after the first attempt, good or bad
         self._refused: str | None = None
+        self._pending: list[Delivery] = []  # network thread only
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -128,7 +130,16 @@ class MqttSource:
         )
         with self._lock:
             self._outstanding += 1
-        self._call(self.queue.put_nowait, delivery)
+        self._pending.append(delivery)  # handed over in one call per read burst
+
+    def _hand_over(self) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._call(self._enqueue_many, batch)
+
+    def _enqueue_many(self, batch: list[Delivery]) -> None:
+        for d in batch:
+            self.queue.put_nowait(d)
 
     def _call(self, fn: Any, *args: Any) -> None:
         if self._loop is not None and not self._loop.is_closed():
@@ -191,7 +202,16 @@ class MqttSource:
                     pass
             if sock in readable:
                 last_read = now
-                c.loop_read()
+                # Read what the socket already holds (up to a burst), then wake asyncio once.
+                for _ in range(READ_BURST):
+                    if c.loop_read() != mqtt.MQTT_ERR_SUCCESS or c.socket() is None:
+                        break
+                    if self._outstanding >= self._max_outstanding:
+                        break
+                    more, _, _ = select.select([sock], [], [], 0)
+                    if not more:
+                        break
+                self._hand_over()
             if c.socket() is not None and (sock in writable or c.want_write()):
                 c.loop_write()
             if c.socket() is not None:

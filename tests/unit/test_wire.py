@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -97,3 +98,11 @@ def test_values_are_normalised_to_storable_precision() -> None:
     )
     assert isinstance(obs, TrafficObservation)
     assert obs.average_speed == 0.0 and obs.occupancy == 0.1235
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1"])
+def test_a_complete_payload_with_a_look_alike_version_is_refused(version: object) -> None:
+    body = json.loads(payload())
+    body["v"] = version
+    result = parse_observation(TOPIC, json.dumps(body).encode(), now=NOW)
+    assert isinstance(result, Rejected) and result.reason is Reason.UNSUPPORTED_VERSION
