@@ -24,6 +24,7 @@ ROLES = (
     "ingest mqtt",
     "ingest rtsp",
     "alerts",
+    "rollups",
     "simulate traffic",
     "simulate cameras",
     "migrate",
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="ingest workers")
     ing.add_argument("source", choices=("mqtt", "rtsp"))
     sub.add_parser("alerts", help="the alert engine")
+    rol = sub.add_parser("rollups", help="rollup maintenance and retention (docs/rollups.md)")
+    rol.add_argument("--once", action="store_true", help="catch up, apply retention, exit")
 
     from ioc.domain.wire import SIM_FAULT_KINDS
 
@@ -169,15 +172,22 @@ def _congest(settings: Settings, args: argparse.Namespace) -> None:
         speed_kmh=args.speed,
         duration_s=args.duration,
     )
+    _send_control(settings, cmd.model_dump_json(), cmd.action)
+
+
+def _send_control(settings: Settings, payload: str, action: str) -> None:
+    """One command on the simulator control topic (QoS 1), as the simulator's own login."""
+    from ioc.domain import wire
+
     mqtt_publish.single(
         wire.SIM_CONTROL,
-        cmd.model_dump_json(),
+        payload,
         qos=1,
         hostname=settings.mqtt_host,
         port=settings.mqtt_port,
         auth={"username": settings.mqtt_sim_user, "password": settings.mqtt_sim_password},
     )
-    print(f"sent {cmd.action} to the traffic simulator")
+    print(f"sent {action} to the traffic simulator")
 
 
 def _sim_fault(settings: Settings, args: argparse.Namespace) -> None:
@@ -193,15 +203,7 @@ def _sim_fault(settings: Settings, args: argparse.Namespace) -> None:
         duration_s=args.duration,
         skew_s=args.skew,
     )
-    mqtt_publish.single(
-        wire.SIM_CONTROL,
-        cmd.model_dump_json(),
-        qos=1,
-        hostname=settings.mqtt_host,
-        port=settings.mqtt_port,
-        auth={"username": settings.mqtt_sim_user, "password": settings.mqtt_sim_password},
-    )
-    print(f"sent {cmd.action} to the traffic simulator")
+    _send_control(settings, cmd.model_dump_json(), cmd.action)
 
 
 def _wait_http(url: str, timeout: float) -> None:
@@ -238,6 +240,7 @@ def _dev(settings: Settings, args: argparse.Namespace) -> None:
         sup.add("ingest-mqtt", "ingest", "mqtt")
         sup.add("ingest-rtsp", "ingest", "rtsp")
         sup.add("alerts", "alerts")
+        sup.add("rollups", "rollups")
         sup.add("api", "api")
         if not args.no_simulator:
             sup.add("simulator", "simulate", "traffic")
@@ -278,6 +281,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
         asyncio.run(roles.ingest_mqtt(settings))
     elif cmd == "alerts":
         asyncio.run(roles.alerts(settings))
+    elif cmd == "rollups":
+        asyncio.run(roles.rollups(settings, once=args.once))
     elif cmd == "simulate" and args.what == "traffic":
         roles.simulate_traffic(
             settings,

@@ -52,26 +52,20 @@ def availability_topic(device_id: str) -> str:
     return TRAFFIC_AVAILABILITY.format(device_id=device_id)
 
 
-def device_id_from_topic(topic: str) -> str | None:
+def _traffic_device(topic: str, leaf: str) -> str | None:
     parts = topic.split("/")
-    if (
-        len(parts) == 5
-        and "/".join(parts[:3]) == TOPIC_ROOT + "/traffic"
-        and parts[4] == ("observation")
-    ):
+    if len(parts) == 5 and "/".join(parts[:3]) == TOPIC_ROOT + "/traffic" and parts[4] == leaf:
         return parts[3] or None
     return None
+
+
+def device_id_from_topic(topic: str) -> str | None:
+    """The sensor id of an observation topic, else None."""
+    return _traffic_device(topic, "observation")
 
 
 def device_id_from_availability_topic(topic: str) -> str | None:
-    parts = topic.split("/")
-    if (
-        len(parts) == 5
-        and "/".join(parts[:3]) == TOPIC_ROOT + "/traffic"
-        and parts[4] == ("availability")
-    ):
-        return parts[3] or None
-    return None
+    return _traffic_device(topic, "availability")
 
 
 def parse_availability(payload: bytes) -> str | None:
