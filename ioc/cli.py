@@ -24,6 +24,7 @@ ROLES = (
     "ingest mqtt",
     "ingest rtsp",
     "alerts",
+    "rollups",
     "simulate traffic",
     "simulate cameras",
     "migrate",
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="ingest workers")
     ing.add_argument("source", choices=("mqtt", "rtsp"))
     sub.add_parser("alerts", help="the alert engine")
+    rol = sub.add_parser("rollups", help="rollup maintenance and retention (docs/rollups.md)")
+    rol.add_argument("--once", action="store_true", help="catch up, apply retention, exit")
 
     from ioc.domain.wire import SIM_FAULT_KINDS
 
@@ -237,6 +240,7 @@ def _dev(settings: Settings, args: argparse.Namespace) -> None:
         sup.add("ingest-mqtt", "ingest", "mqtt")
         sup.add("ingest-rtsp", "ingest", "rtsp")
         sup.add("alerts", "alerts")
+        sup.add("rollups", "rollups")
         sup.add("api", "api")
         if not args.no_simulator:
             sup.add("simulator", "simulate", "traffic")
@@ -277,6 +281,8 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
         asyncio.run(roles.ingest_mqtt(settings))
     elif cmd == "alerts":
         asyncio.run(roles.alerts(settings))
+    elif cmd == "rollups":
+        asyncio.run(roles.rollups(settings, once=args.once))
     elif cmd == "simulate" and args.what == "traffic":
         roles.simulate_traffic(
             settings,

@@ -88,6 +88,25 @@ async def alerts(settings: Settings) -> None:
     log.info("alert engine stopped", transitions=engine.transitions)
 
 
+async def rollups(settings: Settings, *, once: bool = False) -> None:
+    """Rollup maintenance and retention (ioc/rollups); ``once``: catch up, then exit."""
+    from ioc.rollups.config import RollupSettings
+    from ioc.rollups.worker import RollupWorker
+
+    require_schema(settings.sqlalchemy_url)
+    worker = RollupWorker(dsn=settings.dsn, settings=RollupSettings())
+    if once:
+        result, dropped = await worker.once()
+        print(
+            f"rolled up {result.readings} readings, {result.slots} availability slots;"
+            f" dropped {sum(len(c) for c in dropped.values())} expired chunks"
+        )
+        return
+    _on_signals(asyncio.get_running_loop(), worker.stop)
+    await worker.run()
+    log.info("rollups stopped", ticks=worker.ticks, readings=worker.readings)
+
+
 def api(settings: Settings) -> None:
     import uvicorn
 

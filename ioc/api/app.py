@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import make_asgi_app
 
-from ioc.api import routes, routes_alerts, routes_summary, ws
+from ioc.api import routes, routes_alerts, routes_stats, routes_summary, ws
 from ioc.config import PROJECT_ROOT, Settings, get_settings
 from ioc.db.connect import open_pool
 from ioc.db.seed import load_geography
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(routes_alerts.router)
     app.include_router(routes_summary.router)
+    app.include_router(routes_stats.router)
     app.include_router(ws.router)
     app.mount("/metrics", make_asgi_app())
     front = settings.frontend_dir

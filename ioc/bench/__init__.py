@@ -10,6 +10,7 @@ BENCHES: dict[str, str] = {
     "cameras": "ioc.bench.cameras",
     "dashboard": "ioc.bench.dashboard",
     "ingest": "ioc.bench.ingest",
+    "queries": "ioc.bench.queries",
     "alerts": "ioc.bench.alerts",
     "fanout": "ioc.bench.fanout",
 }
