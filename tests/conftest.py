@@ -13,7 +13,7 @@ import pytest
 from ioc.bench.common import env_for, free_port
 from ioc.config import Settings
 
-__all__ = ["env_for", "free_port"]
+__all__ = ["drop_database", "env_for", "free_port", "own_database"]
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +57,30 @@ def services() -> Iterator[Settings]:
         yield settings
     finally:
         svc.down()
+
+
+async def own_database(services: Settings, prefix: str) -> tuple[Settings, str]:
+    """A fresh, migrated database in the session's cluster, for tests that need empty tables."""
+    import asyncio
+    import uuid
+
+    from ioc.db import migrate
+    from ioc.db.connect import connect
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = await connect(services.dsn, autocommit=True)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    settings = services.model_copy(
+        update={"database_url": services.dsn.rsplit("/", 1)[0] + "/" + name}
+    )
+    await asyncio.to_thread(migrate.upgrade, settings.sqlalchemy_url)
+    return settings, name
+
+
+async def drop_database(services: Settings, name: str) -> None:
+    from ioc.db.connect import connect
+
+    admin = await connect(services.dsn, autocommit=True)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()

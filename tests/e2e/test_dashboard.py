@@ -27,8 +27,7 @@ from ioc.config import Settings
 from ioc.db import alerts as alerts_db
 from ioc.db.connect import connect
 from ioc.db.seed import load_geography, seed
-from tests.conftest import env_for, free_port
-from tests.integration.test_summary_api import drop_database, own_database
+from tests.conftest import drop_database, env_for, free_port, own_database
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"

@@ -6,7 +6,6 @@ figure of the API read from rollups equal to the same figure computed from raw r
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -18,7 +17,6 @@ from psycopg.types.json import Jsonb
 
 from ioc.bench.queries import agree
 from ioc.config import Settings
-from ioc.db import migrate
 from ioc.db.connect import connect
 from ioc.db.seed import load_geography, seed
 from ioc.rollups import read
@@ -26,29 +24,12 @@ from ioc.rollups.config import RollupSettings
 from ioc.rollups.levels import HOUR, SLOT, day_start, floor, local_day
 from ioc.rollups.maintain import CAMERA_SETTLE, Maintainer
 from ioc.rollups.raw import RawSource
+from tests.conftest import drop_database, own_database
 
 pytestmark = pytest.mark.integration
 VN = "Asia/Ho_Chi_Minh"
 M = timedelta(minutes=1)
 Conn = psycopg.AsyncConnection[Any]
-
-
-async def own_database(services: Settings, prefix: str) -> tuple[Settings, str]:
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = await connect(services.dsn, autocommit=True)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    settings = services.model_copy(
-        update={"database_url": services.dsn.rsplit("/", 1)[0] + "/" + name}
-    )
-    await asyncio.to_thread(migrate.upgrade, settings.sqlalchemy_url)
-    return settings, name
-
-
-async def drop_database(services: Settings, name: str) -> None:
-    admin = await connect(services.dsn, autocommit=True)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
 
 
 @dataclass

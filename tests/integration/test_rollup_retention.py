@@ -16,7 +16,8 @@ from ioc.db.connect import connect
 from ioc.rollups import retention
 from ioc.rollups.config import RollupSettings
 from ioc.rollups.worker import RollupWorker
-from tests.integration.test_rollup_maintain import drop_database, own_database, reading
+from tests.conftest import drop_database, own_database
+from tests.integration.test_rollup_maintain import reading
 
 pytestmark = pytest.mark.integration
 Conn = psycopg.AsyncConnection[Any]

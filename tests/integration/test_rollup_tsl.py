@@ -24,7 +24,8 @@ from ioc.rollups.config import RollupSettings
 from ioc.rollups.levels import HOUR, TRAFFIC_LEVELS, floor
 from ioc.rollups.maintain import Maintainer
 from ioc.rollups.source import RollupSource
-from tests.integration.test_rollup_maintain import drop_database, own_database, reading
+from tests.conftest import drop_database, own_database
+from tests.integration.test_rollup_maintain import reading
 
 pytestmark = pytest.mark.integration
 Conn = psycopg.AsyncConnection[Any]

@@ -21,7 +21,8 @@ from ioc.db.seed import load_geography, seed
 from ioc.rollups.config import RollupSettings
 from ioc.rollups.levels import HOUR, floor, local_day
 from ioc.rollups.maintain import Maintainer
-from tests.integration.test_rollup_maintain import drop_database, own_database, reading
+from tests.conftest import drop_database, own_database
+from tests.integration.test_rollup_maintain import reading
 
 pytestmark = pytest.mark.integration
 VN = "Asia/Ho_Chi_Minh"

@@ -5,7 +5,6 @@ window, alerts in every status. Numbers are worked out by hand in the comments."
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -16,10 +15,10 @@ from psycopg.types.json import Jsonb
 
 from ioc.api.app import create_app
 from ioc.config import Settings
-from ioc.db import migrate
 from ioc.db.cameras import upsert_thumbnail
 from ioc.db.connect import connect
 from ioc.db.seed import load_geography, seed
+from tests.conftest import drop_database, own_database
 
 pytestmark = pytest.mark.integration
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -29,24 +28,6 @@ B = timedelta(minutes=5)
 def floor(t: datetime, step: timedelta) -> datetime:
     s = int(step.total_seconds())
     return datetime.fromtimestamp(int(t.timestamp()) // s * s, UTC)
-
-
-async def own_database(services: Settings, prefix: str) -> tuple[Settings, str]:
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    admin = await connect(services.dsn, autocommit=True)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    settings = services.model_copy(
-        update={"database_url": services.dsn.rsplit("/", 1)[0] + "/" + name}
-    )
-    await asyncio.to_thread(migrate.upgrade, settings.sqlalchemy_url)
-    return settings, name
-
-
-async def drop_database(services: Settings, name: str) -> None:
-    admin = await connect(services.dsn, autocommit=True)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
 
 
 class World:
