@@ -76,7 +76,7 @@ class Thresholds:
     motion_delta: int = 8  # a coarse pixel "changed" by more than this many grey levels
     frozen_motion: float = 0.004  # fraction of changed coarse pixels below which a pair is still
     frozen_window_s: float = 3.0
-    frozen_still_share: float = 0.75  # of the sample pairs in the window (keyframes are noisy)
+    frozen_still_share: float = 0.6  # of the sample pairs in the window (keyframes are noisy)
     blur_ratio: float = 0.45  # sharpness below this share of the baseline is "blurred"
     textured_block_std: float = 8.0
     covered_block_ratio: float = 0.2  # a textured block whose std fell below this share
