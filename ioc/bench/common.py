@@ -113,14 +113,23 @@ def wait_for_line(proc: subprocess.Popen[bytes], log: Path, text: str, timeout: 
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait until ``url`` answers, and for a health URL until it reports its database up.
+
+    Raises with the reason when the process exits first or the time runs out."""
+    import json
     import urllib.request
 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=1):
+            with urllib.request.urlopen(url, timeout=2) as r:
+                body = r.read()
+            if not url.endswith("/health") or json.loads(body).get("database"):
                 return
         except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not answer") from None
-            time.sleep(0.2)
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited (code {proc.returncode})")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+        time.sleep(0.2)

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from ioc.bench.common import wait_http
 from ioc.bench.dashboard import populate_demo
 from ioc.config import Settings
 from ioc.db import alerts as alerts_db
@@ -77,17 +78,7 @@ def centre(services: Settings) -> Iterator[Centre]:
         )
     url = f"http://127.0.0.1:{settings.api_port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"ioc api exited; see {log}"
-            try:
-                with urllib.request.urlopen(url + "/api/v1/health", timeout=2) as r:
-                    if json.loads(r.read())["database"]:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"ioc api did not come up; see {log}"
-            time.sleep(0.3)
+        wait_http(url + "/api/v1/health", proc, 60)  # log: test-results/dashboard-api.log
         yield Centre(url, settings, demo)
     finally:
         proc.send_signal(signal.SIGTERM)

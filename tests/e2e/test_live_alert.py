@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, async_playwright
 
+from ioc.bench.common import wait_http
 from ioc.config import Settings
 from tests.conftest import env_for
 
@@ -38,17 +39,7 @@ def centre(services: Settings) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
             stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{services.api_port}"
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"ioc dev exited early; see {log}"
-            try:
-                with urllib.request.urlopen(url + "/api/v1/health", timeout=2) as r:
-                    if json.loads(r.read())["database"]:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"ioc dev did not come up; see {log}"
-            time.sleep(0.5)
+        wait_http(url + "/api/v1/health", proc, 90)  # log: test-results/ioc-dev.log
         try:
             yield url, proc
         finally:
