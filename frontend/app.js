@@ -5,6 +5,7 @@
  *   GET  /api/v1/alerts?status=open                     first fill of the feed
  *   WS   /api/v1/stream[?since=N]                       snapshot / event / resync / heartbeat
  * Actions (feed.js, device-panel.js) go through the REST API; their effect comes back as events.
+ * Nothing loads before GET /api/v1/auth/me answers (auth.js): the role decides what is offered.
  *
  * For tests: window.iocState = {devices (sensors and cameras), sites, alerts, areas, lastEventId,
  * connected, interactive, ...}.
@@ -392,6 +393,7 @@
     onEvent: onEvent,
     onStatus: () => renderConn(),
   });
+  state.stream = stream; // for tests
   Object.defineProperty(state, "lastEventId", { get: () => stream.lastEventId });
   Object.defineProperty(state, "connected", { get: () => stream.connected });
   Object.defineProperty(state, "lastMessageAt", { get: () => stream.lastMessageAt });
@@ -485,22 +487,26 @@
   IOC.startClock(document.getElementById("clock"));
   fillSeverityFilter();
   renderLegend();
-  drawMap()
-    .catch((err) => {
-      const el = document.getElementById("map-message");
-      el.textContent = t("map.error", { msg: err.message });
-      el.hidden = false;
-    })
-    .finally(() => ready("geo"));
-  loadAreas();
-  loadMaintenance();
-  setInterval(loadMaintenance, MAINT_POLL_MS);
-  IOC.getJSON("alerts?status=open")
-    .then((list) => {
-      if (!state.snapshotReceived) replaceAlerts(list);
-      ready("alerts");
-    })
-    .catch((err) => console.warn("alerts", err));
-  pollDevices();
-  stream.start();
+  IOC.UserMenu(document.getElementById("user-menu"));
+  // Who is signed in first (the role decides which actions show), then the data and the stream.
+  IOC.auth.start().then(() => {
+    drawMap()
+      .catch((err) => {
+        const el = document.getElementById("map-message");
+        el.textContent = t("map.error", { msg: err.message });
+        el.hidden = false;
+      })
+      .finally(() => ready("geo"));
+    loadAreas();
+    loadMaintenance();
+    setInterval(loadMaintenance, MAINT_POLL_MS);
+    IOC.getJSON("alerts?status=open")
+      .then((list) => {
+        if (!state.snapshotReceived) replaceAlerts(list);
+        ready("alerts");
+      })
+      .catch((err) => console.warn("alerts", err));
+    pollDevices();
+    stream.start();
+  });
 })();

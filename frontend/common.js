@@ -35,35 +35,50 @@
   }
 
   // ---- API --------------------------------------------------------------------------------
+  // Every request goes through the session (auth.js): cookies only, a 401 renews and retries once.
+  const auth = window.IOCAuth;
+
   async function errorText(res) {
-    if (res.status === 401 || res.status === 403) return t("err.auth");
-    let detail = res.status + " " + res.statusText;
+    let detail = null;
     try {
       const body = await res.json();
-      if (body && body.detail) detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+      detail = body && body.detail;
     } catch (_) {
       /* not JSON */
     }
-    return detail;
+    const code = detail && typeof detail === "object" ? detail.code : null;
+    if (res.status === 401) return t("err.auth");
+    if (code === "forbidden" || (res.status === 403 && !code)) return t("err.forbidden");
+    if (typeof detail === "string") return detail;
+    if (detail && detail.message) return detail.message;
+    if (Array.isArray(detail) && detail.length && detail[0].msg) {
+      return detail.map((d) => d.msg).join("; "); // FastAPI's validation errors
+    }
+    return detail ? JSON.stringify(detail) : res.status + " " + res.statusText;
+  }
+
+  /** An Error carrying the HTTP status (err.status), for callers that tell 403 from the rest. */
+  async function failure(res) {
+    const err = new Error(await errorText(res));
+    err.status = res.status;
+    return err;
   }
 
   async function getJSON(path) {
-    const res = await fetch(path.startsWith("/") ? path : API + "/" + path, {
+    const res = await auth.apiFetch(path.startsWith("/") ? path : API + "/" + path, {
       headers: { Accept: "application/json" },
-      credentials: "same-origin",
     });
-    if (!res.ok) throw new Error(await errorText(res));
+    if (!res.ok) throw await failure(res);
     return res.json();
   }
 
   async function send(method, path, body) {
-    const res = await fetch(API + path, {
+    const res = await auth.apiFetch(API + path, {
       method: method,
-      credentials: "same-origin",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    if (!res.ok) throw new Error(await errorText(res));
+    if (!res.ok) throw await failure(res);
     return res.status === 204 ? null : res.json();
   }
 
@@ -209,6 +224,11 @@
    * The websocket client: snapshot + events, resumes with ?since=<last id> after a drop, resyncs
    * when told to, treats a silent socket as dead. onSnapshot(alerts), onEvent(msg),
    * onStatus(state) with state "live" | "connecting" | "reconnecting" | "resync".
+   *
+   * Signed in by the ioc_access cookie the browser sends with the handshake (no token in the
+   * address). Close code 4401 (no session, or it ended or was revoked): renew once and reconnect
+   * with ?since=; a refused renewal leaves for the sign-in page (auth.js). A handshake that fails
+   * before the socket opens (server restarting, or refused) asks /auth/me, which does the same.
    */
   function LiveStream(opts) {
     const BACKOFF_MIN_MS = 500;
@@ -227,6 +247,9 @@
     let timer = null;
     let everConnected = false;
     let stopped = false;
+    let authCloses = 0; // 4401 closes since the last message: renewing did not help after 3
+    const AUTH_CLOSE = 4401;
+    const AUTH_CLOSES_MAX = 3;
 
     function status(s) {
       self.status = s;
@@ -252,7 +275,7 @@
       }
     }
     function schedule() {
-      if (timer || stopped) return;
+      if (timer || stopped || auth.leaving) return;
       status(everConnected ? "reconnecting" : "connecting");
       const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, attempt));
       attempt++;
@@ -272,13 +295,16 @@
         return;
       }
       ws = sock;
+      let opened = false;
       sock.onopen = () => {
+        opened = true;
         everConnected = true;
         status("live");
       };
       sock.onmessage = (ev) => {
         self.lastMessageAt = new Date();
         attempt = 0;
+        authCloses = 0;
         let msg;
         try {
           msg = JSON.parse(ev.data);
@@ -287,11 +313,36 @@
         }
         handle(msg);
       };
-      sock.onclose = () => {
+      sock.onclose = (ev) => {
         if (ws !== sock) return;
         ws = null;
-        schedule();
+        if (ev.code === AUTH_CLOSE) reauthenticate();
+        else if (!opened) recheck();
+        else schedule();
       };
+    }
+    async function reauthenticate() {
+      if (stopped || auth.leaving) return;
+      status(everConnected ? "reconnecting" : "connecting");
+      authCloses++;
+      if (authCloses > AUTH_CLOSES_MAX) {
+        auth.toLogin("expired");
+        return;
+      }
+      const ok = await auth.refresh();
+      if (ok === false) auth.toLogin("expired");
+      else if (ok === true && authCloses === 1) connect();
+      else schedule();
+    }
+    async function recheck() {
+      // The handshake failed: a refused session shows here as a plain failure (1006). /auth/me
+      // renews the session or leaves for the sign-in page; a server that is down just throws.
+      try {
+        await auth.apiFetch(API + "/auth/me", { cache: "no-store", headers: { Accept: "application/json" } });
+      } catch (_) {
+        /* not reachable: back off */
+      }
+      if (!auth.leaving) schedule();
     }
     function handle(msg) {
       if (msg.type === "snapshot") {
@@ -351,12 +402,20 @@
     setInterval(tick, 1000);
   }
 
+  /** What the signed-in role may do (hides buttons; the server decides). */
+  function can(action) {
+    return auth.can(action);
+  }
+
   function langToggle(button) {
     button.addEventListener("click", () => I.setLang(I.lang === "vi" ? "en" : "vi"));
   }
 
   window.IOC = {
     API,
+    auth,
+    can,
+    apiFetch: auth.apiFetch,
     h,
     put,
     getJSON,

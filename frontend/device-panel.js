@@ -54,12 +54,12 @@
           { class: "dp-maint on" },
           IOC.stateBadge("maintenance"),
           h("span", null, " " + t("maint.until", { time: I.formatTime(m.ends_at) }) + (m.reason ? " — " + m.reason : "")),
-          m.device_id
+          m.device_id && IOC.can("maintenance")
             ? h("button", { type: "button", class: "act-btn", onclick: () => endMaintenance(m.id) }, t("maint.end"))
             : null,
         );
       }
-      if (dev.kind === "site") return null;
+      if (dev.kind === "site" || !IOC.can("maintenance")) return null;
       if (!maintForm) {
         return h("div", { class: "dp-maint" }, h("button", { type: "button", class: "act-btn", onclick: () => ((maintForm = true), refresh(), focusForm()) }, t("act.maint")));
       }
@@ -194,13 +194,20 @@
       if (!img) return;
       const want = id;
       try {
-        const res = await fetch(IOC.API + "/cameras/" + encodeURIComponent(want) + "/thumbnail.jpg", { cache: "no-store" });
+        const res = await IOC.apiFetch(IOC.API + "/cameras/" + encodeURIComponent(want) + "/thumbnail.jpg", { cache: "no-store" });
         if (want !== id) return;
+        const fig = el.querySelector(".dp-thumb");
         const cap = el.querySelector(".dp-thumb figcaption");
+        if (!fig || !cap) return;
+        fig.classList.toggle("no-permission", res.status === 403);
         if (!res.ok) {
+          if (img.dataset.url) URL.revokeObjectURL(img.dataset.url);
+          delete img.dataset.url;
           img.removeAttribute("src");
           img.hidden = true;
-          cap.textContent = t("thumb.none");
+          // Not allowed to see pictures (a leader): say so plainly, and stop asking.
+          cap.textContent = res.status === 403 ? t("thumb.forbidden") : t("thumb.none");
+          if (res.status === 403) clearInterval(thumbTimer);
           return;
         }
         const blob = await res.blob();
@@ -222,6 +229,7 @@
       if (!dev) return;
       const st = o.stateOf(dev);
       const keepThumb = el.querySelector(".dp-thumb");
+      if (keepThumb && keepThumb.classList.contains("no-permission")) keepThumb.querySelector("figcaption").textContent = t("thumb.forbidden");
       const body = [
         h(
           "header",

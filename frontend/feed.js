@@ -1,5 +1,6 @@
 /* The live alert feed of the operator map: grouped by root cause, newest first, with the
- * operator's actions (acknowledge, assign, note, resolve, maintenance) — all through the API.
+ * operator's actions (acknowledge, assign, note, resolve, maintenance) — all through the API, and
+ * only those the signed-in role may do (a leader sees none; maintenance is for supervisors).
  * The server's answer is applied at once; every other screen gets the same change as an event.
  *
  * DOM hooks kept for tests: #alert-feed .alert-item[data-alert-id][data-status], .ack-btn[data-alert-id].
@@ -166,6 +167,28 @@
       return lines;
     }
 
+    /** What this role may do with an alert (the server checks again; this only hides buttons). */
+    function allowed(kind) {
+      return IOC.can(kind === "maint" ? "maintenance" : "alert." + kind);
+    }
+
+    function actions(a, dev, isBusy) {
+      const buttons = [
+        (a.status === "firing" || a.status === "flapping") && allowed("ack")
+          ? h(
+              "button",
+              { type: "button", class: "ack-btn", disabled: isBusy, dataset: { alertId: a.id }, onclick: () => act(a, "ack", "") },
+              isBusy ? t("feed.acking") : t("feed.ack"),
+            )
+          : null,
+        allowed("assign") ? actionButton(a, "assign", t("act.assign")) : null,
+        allowed("note") ? actionButton(a, "note", t("act.note")) : null,
+        allowed("resolve") ? actionButton(a, "resolve", t("act.resolve")) : null,
+        dev && dev.kind !== "site" && allowed("maint") ? actionButton(a, "maint", t("act.maint")) : null,
+      ].filter(Boolean);
+      return buttons.length ? h("div", { class: "ai-actions" }, buttons) : null;
+    }
+
     function item(a, children, child) {
       const st = sevState(a);
       const classes = ["alert-item", "sev-" + a.severity, "status-" + a.status];
@@ -209,24 +232,8 @@
           a.value !== null && a.value !== undefined ? h("span", { class: "ai-value" }, t("feed.value") + " " + IOC.fmtNum(a.value, 2)) : null,
         ),
         info(a),
-        open
-          ? h(
-              "div",
-              { class: "ai-actions" },
-              a.status === "firing" || a.status === "flapping"
-                ? h(
-                    "button",
-                    { type: "button", class: "ack-btn", disabled: isBusy, dataset: { alertId: a.id }, onclick: () => act(a, "ack", "") },
-                    isBusy ? t("feed.acking") : t("feed.ack"),
-                  )
-                : null,
-              actionButton(a, "assign", t("act.assign")),
-              actionButton(a, "note", t("act.note")),
-              actionButton(a, "resolve", t("act.resolve")),
-              dev && dev.kind !== "site" ? actionButton(a, "maint", t("act.maint")) : null,
-            )
-          : null,
-        kindOpen && open ? form(a, kindOpen) : null,
+        open ? actions(a, dev, isBusy) : null,
+        kindOpen && open && allowed(kindOpen) ? form(a, kindOpen) : null,
         children && children.length
           ? h(
               "details",
@@ -245,6 +252,7 @@
     function key(a, children) {
       return JSON.stringify([
         I.lang,
+        IOC.auth.role,
         a.status,
         a.severity,
         a.updated_at,

@@ -1,10 +1,11 @@
-/* IOC UI strings for the three screens. Vietnamese first; English on the toggle (remembered in
- * localStorage) or with ?lang=en in the address (for a wall nobody touches).
+/* IOC UI strings for the three screens and the sign-in page. Vietnamese first; English on the
+ * toggle (remembered in localStorage) or with ?lang=en in the address (for a wall nobody touches).
  *
  * I18N.t("key", {n: 3}); elements with data-i18n="key" get their text, data-i18n-title their
  * title, data-i18n-placeholder their placeholder, data-i18n-aria their aria-label; <html
- * data-title-key> names the page title. A key with no string is shown raw and recorded in
- * I18N.missing (the browser tests check it stays empty in both languages).
+ * data-title-key> names the page title (followed by " · IOC" unless data-title-suffix="none").
+ * A key with no string is shown raw and recorded in I18N.missing (the browser tests check it
+ * stays empty in both languages).
  */
 (function () {
   "use strict";
@@ -28,6 +29,36 @@
       "ago.m": "{n} phút trước",
       "ago.h": "{n} giờ trước",
       "err.auth": "Cần đăng nhập",
+      "err.forbidden": "Không có quyền thực hiện thao tác này",
+      "login.title": "Trung tâm Điều hành — Đăng nhập",
+      "login.heading": "Đăng nhập",
+      "login.username": "Tên đăng nhập",
+      "login.password": "Mật khẩu",
+      "login.submit": "Đăng nhập",
+      "login.submitting": "Đang đăng nhập…",
+      "login.help": "Quên mật khẩu hoặc chưa có tài khoản? Liên hệ quản trị viên hệ thống.",
+      "login.err.bad_credentials": "Sai tên đăng nhập hoặc mật khẩu.",
+      "login.err.locked": "Tài khoản tạm khóa do nhập sai nhiều lần. Thử lại sau {n} giây.",
+      "login.err.rate_limited": "Đăng nhập quá nhiều lần. Thử lại sau {n} giây.",
+      "login.err.wait": "Vui lòng thử lại sau {n} giây.",
+      "login.err.disabled": "Tài khoản đã bị vô hiệu hóa. Hãy liên hệ quản trị viên.",
+      "login.err.missing": "Hãy nhập tên đăng nhập và mật khẩu.",
+      "login.err.network": "Không kết nối được máy chủ. Kiểm tra mạng rồi thử lại.",
+      "login.err.server": "Không đăng nhập được (lỗi {status}). Vui lòng thử lại.",
+      "login.reason.expired": "Phiên đăng nhập đã hết hạn. Vui lòng đăng nhập lại.",
+      "login.reason.signed_out": "Bạn đã đăng xuất.",
+      "user.menu": "Tài khoản",
+      "user.username": "Tên đăng nhập",
+      "user.role": "Vai trò",
+      "user.area": "Khu vực",
+      "user.allAreas": "Toàn tỉnh",
+      "user.signOut": "Đăng xuất",
+      "user.signOutFailed": "Không đăng xuất được: mất kết nối tới máy chủ. Thử lại.",
+      "role.admin": "Quản trị hệ thống",
+      "role.supervisor": "Trưởng ca",
+      "role.operator": "Điều hành viên",
+      "role.leader": "Lãnh đạo (chỉ xem)",
+      "thumb.forbidden": "Không có quyền xem hình ảnh",
       "counts.devices": "Thiết bị",
       "counts.ok": "Bình thường",
       "counts.alert": "Cảnh báo",
@@ -215,6 +246,36 @@
       "ago.m": "{n} min ago",
       "ago.h": "{n} h ago",
       "err.auth": "Sign-in required",
+      "err.forbidden": "Not allowed for your role",
+      "login.title": "Operations Centre — Sign in",
+      "login.heading": "Sign in",
+      "login.username": "Username",
+      "login.password": "Password",
+      "login.submit": "Sign in",
+      "login.submitting": "Signing in…",
+      "login.help": "Forgot your password or have no account? Ask a system administrator.",
+      "login.err.bad_credentials": "Wrong username or password.",
+      "login.err.locked": "Account locked after too many failed attempts. Try again in {n} s.",
+      "login.err.rate_limited": "Too many sign-in attempts. Try again in {n} s.",
+      "login.err.wait": "Please try again in {n} s.",
+      "login.err.disabled": "This account is disabled. Ask an administrator.",
+      "login.err.missing": "Enter your username and password.",
+      "login.err.network": "Cannot reach the server. Check the network and try again.",
+      "login.err.server": "Sign-in failed (error {status}). Please try again.",
+      "login.reason.expired": "Your session has ended. Please sign in again.",
+      "login.reason.signed_out": "You have signed out.",
+      "user.menu": "Account",
+      "user.username": "Username",
+      "user.role": "Role",
+      "user.area": "Area",
+      "user.allAreas": "Whole province",
+      "user.signOut": "Sign out",
+      "user.signOutFailed": "Could not sign out: the server cannot be reached. Try again.",
+      "role.admin": "Administrator",
+      "role.supervisor": "Supervisor",
+      "role.operator": "Operator",
+      "role.leader": "Leader (view only)",
+      "thumb.forbidden": "No permission to view pictures",
       "counts.devices": "Devices",
       "counts.ok": "OK",
       "counts.alert": "Alert",
@@ -391,8 +452,13 @@
   const missing = new Set();
 
   function initialLang() {
-    const q = new URLSearchParams(window.location.search).get("lang");
+    const params = new URLSearchParams(window.location.search);
+    const q = params.get("lang");
     if (q === "vi" || q === "en") return q;
+    // The sign-in page speaks the language of the screen that sent it (/login?next=/wall?lang=en).
+    const next = params.get("next");
+    const fromNext = next && next.indexOf("?") >= 0 ? new URLSearchParams(next.slice(next.indexOf("?"))).get("lang") : null;
+    if (fromNext === "vi" || fromNext === "en") return fromNext;
     try {
       const saved = window.localStorage.getItem(STORAGE_KEY);
       if (saved === "vi" || saved === "en") return saved;
@@ -424,7 +490,8 @@
     r.querySelectorAll("[data-i18n-placeholder]").forEach((el) => (el.placeholder = t(el.getAttribute("data-i18n-placeholder"))));
     r.querySelectorAll("[data-i18n-aria]").forEach((el) => el.setAttribute("aria-label", t(el.getAttribute("data-i18n-aria"))));
     document.documentElement.lang = lang;
-    document.title = t(document.documentElement.dataset.titleKey || "app.title") + (document.documentElement.dataset.titleKey ? " · IOC" : "");
+    const d = document.documentElement.dataset;
+    document.title = t(d.titleKey || "app.title") + (d.titleKey && d.titleSuffix !== "none" ? " · IOC" : "");
   }
 
   function setLang(next) {

@@ -198,7 +198,10 @@
   tickDate();
   setInterval(tickDate, 10000);
   setInterval(renderUpdated, 5000);
-  setInterval(load, POLL_MS);
   renderUpdated();
-  load();
+  IOC.UserMenu(document.getElementById("user-menu"));
+  IOC.auth.start().then(() => {
+    setInterval(load, POLL_MS);
+    load();
+  });
 })();

@@ -1,5 +1,6 @@
-/* The operator map's toolbar: filters by kind, area and severity, and search by name or id
- * (accents ignored; arrows, Enter, Escape; "/" focuses it from anywhere on the page).
+/* The screens' bars: the operator map's toolbar (filters by kind, area and severity, and search
+ * by name or id — accents ignored; arrows, Enter, Escape; "/" focuses it from anywhere on the
+ * page), and the user menu every screen has (who is signed in, their role and area, sign out).
  */
 (function () {
   "use strict";
@@ -143,5 +144,108 @@
     return { fillAreaFilter, fillSeverityFilter };
   }
 
+  // ---- user menu (every screen) -------------------------------------------------------------------
+  const ROLES = ["admin", "supervisor", "operator", "leader"];
+  function roleName(role) {
+    return ROLES.includes(role) ? t("role." + role) : String(role || "");
+  }
+  function initial(name) {
+    // Vietnamese names end with the given name: "Nguyễn Văn An" -> "A".
+    const words = String(name || "").trim().split(/\s+/);
+    return (words[words.length - 1] || "?").charAt(0).toLocaleUpperCase("vi");
+  }
+
+  /** The signed-in user's menu in `root` (an empty element): name and role on its button; the
+   * panel it opens has the username, role, area and "Sign out". */
+  function UserMenu(root) {
+    const auth = IOC.auth;
+    const panelId = (root.id || "user-menu") + "-panel";
+    let failed = false;
+    let busy = false;
+    const button = h("button", {
+      type: "button",
+      class: "um-button",
+      "aria-haspopup": "true",
+      "aria-expanded": "false",
+      "aria-controls": panelId,
+      onclick: () => toggle(),
+    });
+    const panel = h("div", { id: panelId, class: "um-panel", hidden: true });
+    root.classList.add("user-menu");
+    root.hidden = true;
+    IOC.put(root, button, panel);
+
+    function toggle(open) {
+      const want = open === undefined ? panel.hidden : open;
+      panel.hidden = !want;
+      button.setAttribute("aria-expanded", want ? "true" : "false");
+      if (want) {
+        failed = false;
+        render();
+        const out = panel.querySelector(".um-signout");
+        if (out) out.focus();
+      }
+    }
+
+    async function signOut() {
+      if (busy) return;
+      busy = true;
+      render();
+      const ok = await auth.signOut();
+      busy = false;
+      failed = !ok;
+      render();
+    }
+
+    function render() {
+      const u = auth.user;
+      if (!u) {
+        root.hidden = true;
+        return;
+      }
+      root.hidden = false;
+      root.dataset.role = u.role;
+      const name = u.display_name || u.username;
+      const role = roleName(u.role);
+      IOC.put(button,
+        h("span", { class: "um-avatar", "aria-hidden": "true" }, initial(name)),
+        h("span", { class: "um-who" }, h("span", { class: "um-name" }, name), h("span", { class: "um-role" }, role)),
+      );
+      button.setAttribute("aria-label", t("user.menu") + ": " + name + " · " + role);
+      button.title = t("user.menu") + ": " + name + " · " + role;
+      IOC.put(panel,
+        h("div", { class: "um-title" }, name),
+        h(
+          "dl",
+          { class: "um-facts" },
+          h("dt", null, t("user.username")),
+          h("dd", { class: "um-username" }, u.username),
+          h("dt", null, t("user.role")),
+          h("dd", { class: "um-rolename" }, role),
+          h("dt", null, t("user.area")),
+          h("dd", { class: "um-area" }, u.area_name || t("user.allAreas")),
+        ),
+        failed ? h("p", { class: "um-error", role: "alert" }, t("user.signOutFailed")) : null,
+        h("button", { type: "button", class: "um-signout", disabled: busy, onclick: signOut }, t("user.signOut")),
+      );
+    }
+
+    root.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape" && !panel.hidden) {
+        ev.stopPropagation();
+        toggle(false);
+        button.focus();
+      }
+    });
+    document.addEventListener("pointerdown", (ev) => {
+      if (!panel.hidden && !root.contains(ev.target)) toggle(false);
+    });
+    auth.onChange(render);
+    window.I18N.onChange(render);
+    render();
+    return { render, toggle };
+  }
+
   IOC.Toolbar = Toolbar;
+  IOC.UserMenu = UserMenu;
 })();

@@ -19,6 +19,7 @@
   const REFRESH_MS = 15000; // camera list and states (events update them in between)
   const THUMB_MS = 10000; // each visible tile's picture
   const PAGE_MS = 20000; // the cameras without alerts take turns at this pace
+  const FORBIDDEN_RETRY_MS = 300000; // a role without pictures: ask again after 5 minutes
   const TICKER_MAX = 12;
   const TILE_MIN_PX = 480; // tiles are 480..960 px wide: 2-4 columns at 1920, 4-8 at 3840
   const TILE_MAX_PX = 960;
@@ -143,8 +144,8 @@
     if (cam.fps !== null && cam.fps !== undefined && st !== "offline") meta.push(IOC.fmtNum(cam.fps) + " fps");
     if (cam.thumbnail_at) meta.push(t("wall.picture", { ago: IOC.ago(cam.thumbnail_at) }));
     IOC.put(tile.el.querySelector(".tile-bottom"), h("div", { class: "tile-name" }, cam.name), h("div", { class: "tile-meta" }, meta.join(" · ")));
-    tile.el.querySelector(".tile-noimg").textContent = st === "offline" ? t("wall.offline") : t("thumb.none");
-    if (cam.thumbnail_at !== tile.thumbAt) tile.nextAt = Math.min(tile.nextAt, Date.now());
+    tile.el.querySelector(".tile-noimg").textContent = tile.forbidden ? t("thumb.forbidden") : st === "offline" ? t("wall.offline") : t("thumb.none");
+    if (!tile.forbidden && cam.thumbnail_at !== tile.thumbAt) tile.nextAt = Math.min(tile.nextAt, Date.now());
   }
 
   function render() {
@@ -179,7 +180,16 @@
     tile.loading = true;
     tile.nextAt = Date.now() + THUMB_MS + Math.random() * 2000;
     try {
-      const res = await fetch(IOC.API + "/cameras/" + encodeURIComponent(id) + "/thumbnail.jpg", { cache: "no-store" });
+      const res = await IOC.apiFetch(IOC.API + "/cameras/" + encodeURIComponent(id) + "/thumbnail.jpg", { cache: "no-store" });
+      if (res.status === 403) {
+        // Not allowed to see pictures (a leader): a plain placeholder; ask again in a while.
+        tile.forbidden = true;
+        tile.nextAt = Date.now() + FORBIDDEN_RETRY_MS;
+        const cam = state.cameras.get(id);
+        if (cam) fillTile(tile, cam);
+        return;
+      }
+      tile.forbidden = false;
       if (!res.ok) return;
       const blob = await res.blob();
       if (state.tiles.get(id) !== tile) return; // the tile went while we waited
@@ -318,7 +328,6 @@
     render();
     renderTicker();
   });
-  setInterval(refresh, REFRESH_MS);
   setInterval(() => {
     state.page = (state.page + 1) % state.pages;
     if (state.pages > 1) render();
@@ -329,16 +338,21 @@
       if (cam) fillTile(tile, cam); // "picture N s ago" keeps counting
     }
   }, 5000);
-  IOC.getJSON("alerts?status=open&limit=50")
-    .then((list) =>
-      list
-        .filter((a) => IOC.ACTIVE.has(a.status))
-        .sort((x, y) => String(x.fired_at || x.started_at).localeCompare(String(y.fired_at || y.started_at)))
-        .forEach((a) => pushTicker(a)),
-    )
-    .catch(() => {});
-  refresh();
-  stream.start();
+  IOC.UserMenu(document.getElementById("user-menu"));
+  // Signed in first; the session then renews itself for as long as the wall runs (auth.js).
+  IOC.auth.start().then(() => {
+    setInterval(refresh, REFRESH_MS);
+    IOC.getJSON("alerts?status=open&limit=50")
+      .then((list) =>
+        list
+          .filter((a) => IOC.ACTIVE.has(a.status))
+          .sort((x, y) => String(x.fired_at || x.started_at).localeCompare(String(y.fired_at || y.started_at)))
+          .forEach((a) => pushTicker(a)),
+      )
+      .catch(() => {});
+    refresh();
+    stream.start();
+  });
   // Hide the pointer on a wall; nobody is meant to touch it.
   document.body.classList.add("no-cursor");
 })();

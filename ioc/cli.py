@@ -11,6 +11,7 @@ import time
 import traceback
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.publish as mqtt_publish
@@ -29,6 +30,7 @@ ROLES = (
     "simulate cameras",
     "migrate",
     "seed",
+    "mqtt sync-logins",
     "dev",
 )
 
@@ -43,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("seed", help="load the geography file and the demo devices")
     sub.add_parser("api", help="REST + websocket API and the dashboard")
+    from ioc.security import admin_cli
+
+    admin_cli.add_parser(sub)
     ing = sub.add_parser("ingest", help="ingest workers")
     ing.add_argument("source", choices=("mqtt", "rtsp"))
     sub.add_parser("alerts", help="the alert engine")
@@ -95,6 +100,27 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmarks; prints one JSON line last")
     bench.add_argument("name", choices=sorted(BENCHES))
     bench.add_argument("--quick", action="store_true", help="a smaller, shorter run")
+
+    mq = sub.add_parser("mqtt", help="broker logins: one per device, and the ACL (docs/mqtt.md)")
+    mq_sub = mq.add_subparsers(dest="what", required=True, metavar="WHAT")
+    ms = mq_sub.add_parser("sync-logins", help="give every registered device its broker login")
+    ms.add_argument("--out", type=Path, help="write passwd and acl here (a production broker)")
+    ms.add_argument("--sim-login", action="store_true", help="also the ioc-sim login (demo)")
+    md = mq_sub.add_parser("device-credentials", help="CSV of device logins for installers")
+    md.add_argument("--area", help="area id; the devices of it and the areas below it")
+    md.add_argument("--out", type=Path, help="CSV file (mode 0600) instead of stdout")
+
+    from ioc.ops import commands as ops_commands
+
+    ops_commands.add_parsers(sub)  # backup, restore, doctor
+
+    from ioc.scenario import commands as scenario_commands
+
+    scenario_commands.add_parsers(sub)  # record, replay, scenario (docs/scenarios.md)
+
+    from ioc.privacy import commands as privacy_commands
+
+    privacy_commands.add_parsers(sub)  # masks, pictures, views, purge (docs/privacy.md)
 
     dev = sub.add_parser("dev", help="the whole centre on this machine, with simulators")
     dev.add_argument("--no-simulator", action="store_true")
@@ -158,6 +184,10 @@ def _seed(settings: Settings) -> None:
     print(
         f"seeded {areas} areas, {sensors} traffic sensors and {len(cameras)} cameras ({geo.name})"
     )
+    from ioc.mqtt_logins import sync_after_seed
+
+    if logins := sync_after_seed(settings):
+        print(logins)
 
 
 def _congest(settings: Settings, args: argparse.Namespace) -> None:
@@ -247,8 +277,17 @@ def _dev(settings: Settings, args: argparse.Namespace) -> None:
             sup.add("camera-simulator", "simulate", "cameras")
         url = f"http://{settings.api_host}:{settings.api_port}"
         _wait_http(url + "/api/v1/health", 60)
+        from ioc.security.admin_cli import ensure_dev_admin
+
+        user, password = asyncio.run(ensure_dev_admin(settings))
+        sign_in = (
+            f"sign in as {user} / {password}  (kept in {settings.state_dir / 'admin-password'})"
+            if password
+            else f"sign in as {user} (its password was changed; `ioc users reset-password {user}`)"
+        )
         print(
-            f"\n  IOC is running: {url}\n  cause congestion: ioc simulate congest --area dong-xoai"
+            f"\n  IOC is running: {url}\n  {sign_in}"
+            "\n  cause congestion: ioc simulate congest --area dong-xoai"
             "\n  stop: Ctrl-C\n",
             flush=True,
         )
@@ -275,6 +314,10 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
         _seed(settings)
     elif cmd == "api":
         roles.api(settings)
+    elif cmd == "users":
+        from ioc.security import admin_cli
+
+        admin_cli.run(settings, args)
     elif cmd == "ingest" and args.source == "rtsp":
         asyncio.run(roles.ingest_rtsp(settings))
     elif cmd == "ingest":
@@ -307,6 +350,25 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
         roles.camera_fault(settings, camera=args.camera, fault=args.fault, clear=args.clear)
     elif cmd == "bench":
         roles.bench(settings, args.name, quick=args.quick)
+    elif cmd == "mqtt":
+        from ioc import mqtt_logins
+
+        mqtt_logins.command(
+            settings, args.what, out=args.out, sim_login=getattr(args, "sim_login", False),
+            area=getattr(args, "area", None),
+        )  # fmt: skip
+    elif cmd in ("backup", "restore", "doctor"):
+        from ioc.ops import commands as ops_commands
+
+        ops_commands.run(settings, args)
+    elif cmd in ("record", "replay", "scenario"):
+        from ioc.scenario import commands as scenario_commands
+
+        scenario_commands.run(settings, args)  # SystemExit(1) when an expectation fails
+    elif cmd == "privacy":
+        from ioc.privacy import commands as privacy_commands
+
+        privacy_commands.run(settings, args)
     elif cmd == "dev":
         _dev(settings, args)
 
@@ -316,6 +378,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from ioc.db.connect import DatabaseUnavailable
     from ioc.domain.geo import GeographyError
     from ioc.domain.rules import RuleError
+    from ioc.mqtt_logins import LoginError
+    from ioc.privacy import PrivacyError
+    from ioc.security.users import UserError
     from ioc.services import ServiceError
     from ioc.supervisor import SupervisorError
 
@@ -325,6 +390,9 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         MqttUnavailable,
         GeographyError,
         RuleError,
+        LoginError,
+        UserError,
+        PrivacyError,
         SupervisorError,
         TimeoutError,
         ConnectionRefusedError,
@@ -343,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     role = args.command + (f"-{args.source}" if args.command == "ingest" else "")
-    logs.configure(settings.log_level, settings.log_format, role=role)
+    logs.configure(
+        settings.log_level, settings.log_format, role=role, secrets=logs.secret_values(settings)
+    )
     known = _known_errors()
     try:
         _run(settings, args)

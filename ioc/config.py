@@ -8,15 +8,31 @@ Outside development, default secrets are refused (the same habit as full-stack-f
 from __future__ import annotations
 
 import functools
+import os
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEV_SECRET = "dev-only-change-me"
+# Read from IOC_<NAME>_FILE when set; refused at their development default in production.
+SECRET_FIELDS = (
+    "pg_password",
+    "secret_key",
+    "mqtt_ingest_password",
+    "mqtt_sim_password",
+    "mqtt_device_secret",
+)
+
+METRICS_PORT_FIELDS = (
+    "ingest_metrics_port",
+    "rtsp_metrics_port",
+    "alerts_metrics_port",
+    "rollups_metrics_port",
+)
 
 
 def _default_state_dir() -> Path:
@@ -51,6 +67,12 @@ class Settings(BaseSettings):
     mqtt_ingest_password: str = DEV_SECRET
     mqtt_sim_user: str = "ioc-sim"
     mqtt_sim_password: str = DEV_SECRET
+    # Every field device logs in as its id with a password derived from this secret
+    # (ioc/mqtt_logins.py, docs/mqtt.md "Logins"). Changing it re-keys the whole fleet.
+    mqtt_device_secret: str = DEV_SECRET
+    # Whether the broker logins include mqtt_sim_user (read+write ioc/#: the simulator's control
+    # channel, replay, tests). None: yes in development and test, no in production.
+    mqtt_sim_login: bool | None = None
     # MQTT v5 shared-subscription group for scaling ingest over several workers. Empty (the
     # default, one worker) subscribes plainly: Mosquitto 2.0 restores plain persistent
     # subscriptions after a broker restart but not shared ones (docs/mqtt.md, "Broker restarts").
@@ -65,7 +87,17 @@ class Settings(BaseSettings):
     # API.
     api_host: str = "127.0.0.1"
     api_port: int = 8000
-    secret_key: str = DEV_SECRET
+    secret_key: str = DEV_SECRET  # signs access tokens (JWT); IOC_SECRET_KEY_FILE reads a file
+    access_token_minutes: float = 15
+    session_idle_hours: float = 12  # a session unused this long ends
+    session_max_days: float = 7  # and every session ends this long after sign-in
+    login_max_failures: int = 5  # consecutive failures before the account locks
+    login_lockout_seconds: float = 60  # the first lock; each further failure doubles it (≤ 15 min)
+    login_ip_max_failures: int = 30  # failed sign-ins from one address per 5 minutes
+    # Browser origins allowed besides the API's own (websocket Origin check and cookie-
+    # authenticated writes). "*" is refused outside development.
+    allowed_origins: list[str] = Field(default_factory=list)
+    cookie_secure: bool | None = None  # None: secure cookies (HTTPS only) in production
 
     # Ingest batching: a batch is written when it is this big or this old.
     ingest_batch_size: int = 500
@@ -73,6 +105,25 @@ class Settings(BaseSettings):
     ingest_queue_max: int = 10_000
     # Prometheus metrics of `ioc ingest mqtt` at http://127.0.0.1:<port>/metrics; 0 turns it off.
     ingest_metrics_port: int = 9101
+
+    # Each role's own /metrics, /healthz and /readyz (ioc/observe.py); 0 turns it off. With
+    # IOC_ENVIRONMENT=test every metrics port not set explicitly is 0: tests run several roles
+    # at once and give a free port to the one they look at.
+    rtsp_metrics_port: int = 9102
+    alerts_metrics_port: int = 9103
+    rollups_metrics_port: int = 9104
+    # GET /api/v1/freshness calls a source stale when its newest data is older than this
+    # (seconds, per source; a source not listed here uses "default").
+    freshness_stale_seconds: dict[str, float] = Field(
+        default_factory=lambda: {
+            "traffic": 60.0,
+            "cameras": 60.0,
+            "alerts": 30.0,
+            "rollups": 300.0,
+            "events": 30.0,
+            "default": 120.0,
+        }
+    )
 
     # Alert engine.
     alerts_interval_seconds: float = 1.0
@@ -90,16 +141,55 @@ class Settings(BaseSettings):
     sim_seed: int = 58
     sim_interval_seconds: float = 2.0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        """``IOC_<NAME>_FILE=/run/secrets/x`` reads a secret from a file (Docker/Kubernetes
+        secrets), so it need not sit in the environment."""
+        if not isinstance(data, dict):
+            return data
+        for name in SECRET_FIELDS:
+            path = os.environ.get(f"IOC_{name.upper()}_FILE")
+            if path and name not in data:
+                try:
+                    data[name] = Path(path).read_text(encoding="utf-8").strip()
+                except OSError as e:
+                    raise ValueError(
+                        f"IOC_{name.upper()}_FILE: cannot read {path}: {e.strerror}"
+                    ) from None
+        return data
+
+    @model_validator(mode="after")
+    def _no_fixed_ports_in_tests(self) -> Settings:
+        if self.environment == "test":
+            for name in METRICS_PORT_FIELDS:
+                if name not in self.model_fields_set:
+                    setattr(self, name, 0)
+        return self
+
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
         if self.environment == "production":
-            for name in ("pg_password", "secret_key", "mqtt_ingest_password", "mqtt_sim_password"):
-                if getattr(self, name) == DEV_SECRET:
+            for name in SECRET_FIELDS:
+                if getattr(self, name, None) == DEV_SECRET:
                     raise ValueError(
                         f"IOC_{name.upper()} still has the development default; "
                         "set a real secret before running with IOC_ENVIRONMENT=production"
                     )
+            if len(self.secret_key) < 32:
+                raise ValueError("IOC_SECRET_KEY must be at least 32 characters in production")
+            if "*" in self.allowed_origins:
+                raise ValueError(
+                    "IOC_ALLOWED_ORIGINS contains '*': list the dashboard's real origins "
+                    "before running with IOC_ENVIRONMENT=production"
+                )
         return self
+
+    @property
+    def secure_cookies(self) -> bool:
+        return (
+            self.environment == "production" if self.cookie_secure is None else self.cookie_secure
+        )
 
     @property
     def dsn(self) -> str:

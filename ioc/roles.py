@@ -4,6 +4,7 @@ Ctrl-C, and stops them in reverse order."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 from collections.abc import Callable
@@ -18,25 +19,14 @@ from ioc.db.connect import require_schema
 from ioc.db.seed import load_geography
 from ioc.domain import wire
 from ioc.domain.fleet import make_fleet
+from ioc.observe import serving
 from simulators import traffic
 
 log = structlog.get_logger("ioc.roles")
-
-
-def serve_metrics(port: int, host: str, env_var: str) -> None:
-    """Prometheus /metrics on its own port (a daemon thread of the client library)."""
-    from prometheus_client import start_http_server
-
-    from ioc.services import ServiceError
-
-    try:
-        start_http_server(port, addr=host)
-    except OSError as exc:
-        raise ServiceError(
-            f"cannot serve metrics on port {port} ({exc.strerror}); set {env_var} to a free port"
-            " or 0 to turn metrics off"
-        ) from None
-    log.info("metrics", url=f"http://{host}:{port}/metrics")
+# Readiness: how old a role's last success may be (seconds; see each role below).
+READY_INGEST_DB_S = 15.0
+READY_ALERTS_MIN_S = 30.0
+READY_ROLLUPS_MIN_S = 120.0
 
 
 def _on_signals(loop: asyncio.AbstractEventLoop, stop: Callable[[], None]) -> None:
@@ -67,25 +57,51 @@ async def ingest_mqtt(settings: Settings) -> None:
         batch_seconds=settings.ingest_batch_seconds,
     )
     _on_signals(asyncio.get_running_loop(), worker.stop)
-    if settings.ingest_metrics_port:
-        serve_metrics(settings.ingest_metrics_port, settings.api_host, "IOC_INGEST_METRICS_PORT")
-    await source.start()
-    log.info("ingest worker running", client_id=settings.mqtt_client_id)
-    try:
-        await worker.run()
-    finally:
-        await source.stop()
-        log.info("ingest worker stopped", **worker.counters)
+    port = settings.ingest_metrics_port
+    async with serving("ingest-mqtt", port, settings.api_host, "IOC_INGEST_METRICS_PORT") as obs:
+        # Ready: connected to the broker, and the database answered lately (a write, or the
+        # worker's idle ping every few seconds).
+        obs.condition("broker", source.connected.is_set)
+        obs.recent("database", lambda: worker.db_ok_at, READY_INGEST_DB_S)
+        await source.start()
+        log.info("ingest worker running", client_id=settings.mqtt_client_id)
+        try:
+            await worker.run()
+        finally:
+            await source.stop()
+            log.info("ingest worker stopped", **worker.counters)
 
 
 async def alerts(settings: Settings) -> None:
     require_schema(settings.sqlalchemy_url)
     rules = load_rules(settings.rules_file)
+    await _audit_rules(settings, [r.id for r in rules])
     engine = AlertEngine(dsn=settings.dsn, rules=rules, interval_s=settings.alerts_interval_seconds)
     _on_signals(asyncio.get_running_loop(), engine.stop)
-    log.info("alert engine running", rules=[r.id for r in rules])
-    await engine.run()
+    port = settings.alerts_metrics_port
+    async with serving("alerts", port, settings.api_host, "IOC_ALERTS_METRICS_PORT") as obs:
+        # Ready: an evaluation cycle (which reads and writes the database) ended lately.
+        ready_s = max(READY_ALERTS_MIN_S, 10 * settings.alerts_interval_seconds)
+        obs.recent("evaluation", lambda: engine.last_cycle_at, ready_s)
+        log.info("alert engine running", rules=[r.id for r in rules])
+        await engine.run()
     log.info("alert engine stopped", transitions=engine.transitions)
+
+
+async def _audit_rules(settings: Settings, rule_ids: list[str]) -> None:
+    """A changed rules file is a change of what raises alerts: it goes into the audit log."""
+    from ioc.db.connect import connect
+    from ioc.security.users import note_rules
+
+    conn = await connect(settings.dsn, autocommit=True)
+    try:
+        text = settings.rules_file.read_text(encoding="utf-8")
+        if await note_rules(conn, str(settings.rules_file), text, rule_ids):
+            log.info(
+                "alert rules changed since the last start: audited", file=str(settings.rules_file)
+            )
+    finally:
+        await conn.close()
 
 
 async def rollups(settings: Settings, *, once: bool = False) -> None:
@@ -103,7 +119,12 @@ async def rollups(settings: Settings, *, once: bool = False) -> None:
         )
         return
     _on_signals(asyncio.get_running_loop(), worker.stop)
-    await worker.run()
+    port = settings.rollups_metrics_port
+    async with serving("rollups", port, settings.api_host, "IOC_ROLLUPS_METRICS_PORT") as obs:
+        # Ready: a rollup tick (database work) ended lately.
+        ready_s = max(READY_ROLLUPS_MIN_S, 4 * worker.settings.interval_seconds)
+        obs.recent("tick", lambda: worker.last_tick_at, ready_s)
+        await worker.run()
     log.info("rollups stopped", ticks=worker.ticks, readings=worker.readings)
 
 
@@ -118,6 +139,8 @@ def api(settings: Settings) -> None:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         ws_max_queue=32,
+        ws=os.environ.get("IOC_API_WS", "auto"),
+        access_log=False,  # ioc.api.instrument logs each request, with its request id
     )
 
 
@@ -157,8 +180,9 @@ def simulate_traffic(
     link = LinkConfig(
         host=settings.mqtt_host,
         port=settings.mqtt_port,
-        username=settings.mqtt_sim_user,
+        username=settings.mqtt_sim_user,  # the control listener; each sensor logs in as itself
         password=settings.mqtt_sim_password,
+        device_secret=settings.mqtt_device_secret,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -219,9 +243,13 @@ async def ingest_rtsp(settings: Settings) -> None:
     from ingest.rtsp.config import camera_settings
     from ingest.rtsp.worker import CameraWorker, WorkerConfig
     from ioc.db.cameras import default_worker_id
+    from ioc.privacy.masks import load_masks
 
-    require_schema(settings.sqlalchemy_url)
     cs = camera_settings(settings)
+    masks = load_masks(cs.privacy_masks_file)  # a bad file stops us here: docs/privacy.md
+    log.info("privacy masks", file=str(cs.privacy_masks_file), cameras=len(masks.cameras),
+             thumbnail_history_hours=cs.thumbnail_history_hours)  # fmt: skip
+    require_schema(settings.sqlalchemy_url)
     worker = CameraWorker(
         dsn=settings.dsn,
         config=WorkerConfig(
@@ -232,10 +260,18 @@ async def ingest_rtsp(settings: Settings) -> None:
             lease_s=cs.lease_s,
             health_interval_s=cs.health_s,
             capture=CaptureOptions(thumbnail_interval_s=cs.thumbnail_s),
+            privacy_masks=masks.cameras,
+            thumbnail_history_every_s=cs.history_every_s,
         ),
     )
     _on_signals(asyncio.get_running_loop(), worker.stop)
-    await worker.run()
+    port = settings.rtsp_metrics_port
+    async with serving("ingest-rtsp", port, settings.api_host, "IOC_RTSP_METRICS_PORT") as obs:
+        # Ready: leases renewed in time (after that the worker drops its cameras) and the
+        # database answered within a lease period.
+        obs.recent("leases", lambda: worker.lease_ok_at, cs.lease_s * 0.8)
+        obs.recent("database", lambda: worker.db_ok_at, cs.lease_s)
+        await worker.run()
 
 
 def camera_fault(settings: Settings, *, camera: int | None, fault: str | None, clear: bool) -> None:

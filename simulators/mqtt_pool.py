@@ -23,12 +23,14 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
+
+from ioc.mqtt_logins import device_password
 
 log = structlog.get_logger("simulators.mqtt_pool")
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
@@ -184,12 +186,24 @@ class ClientPool:
 class LinkConfig:
     host: str
     port: int
-    username: str
-    password: str
+    username: str  # tool clients (the simulator's control listener); devices: see device_secret
+    password: str = field(repr=False)
     keepalive: int = 60
     max_buffer: int = 600  # readings kept per device while its link is down
     backoff_min_s: float = 1.0
     backoff_max_s: float = 30.0
+    # Set: every device logs in as its own id with the password derived from this secret
+    # (ioc.mqtt_logins.device_password), as a field device does. None: devices share the
+    # login above (benches and tests that are not about logins).
+    device_secret: str | None = field(default=None, repr=False)
+
+    def for_device(self, device_id: str) -> LinkConfig:
+        """The config a device's own session uses."""
+        if self.device_secret is None:
+            return self
+        return replace(
+            self, username=device_id, password=device_password(self.device_secret, device_id)
+        )
 
 
 @dataclass
@@ -304,7 +318,11 @@ class DeviceLink:
 
     def _on_connect(self, c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         if rc.is_failure:
-            self.pool.connect_failed(f"broker refused: {rc}")
+            hint = ""
+            if rc.value in (134, 135):  # bad user name or password / not authorized
+                hint = " (is the device registered and its login synced to the broker?"
+                hint += " `ioc seed` or `ioc mqtt sync-logins`)"
+            self.pool.connect_failed(f"broker refused: {rc}{hint}")
             return  # the broker closes the socket; _on_disconnect schedules the retry
         if self.closing:
             c.disconnect()  # connected just as we were stopping

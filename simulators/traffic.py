@@ -1,7 +1,8 @@
 """Simulated traffic sensors over MQTT (``ioc simulate traffic``): the thin shell around
 :class:`~simulators.traffic_engine.TrafficEngine`.
 
-Every sensor is its own MQTT client (client id = sensor id) with a retained availability topic
+Every sensor is its own MQTT client (client id = sensor id, logged in with its own device
+credentials when the link config carries the device secret) with a retained availability topic
 and a Last Will, all driven from one thread by :class:`~simulators.mqtt_pool.ClientPool`;
 ``processes > 1`` shards the fleet over that many processes (sensor ``i`` goes to shard
 ``i % processes``). One extra client per process listens on ``ioc/v1/sim/control`` for
@@ -88,7 +89,12 @@ class TrafficSimulator:
         self.engine = TrafficEngine(fleet, options.engine, shard=shard, shards=shards)
         self.pool = ClientPool(connect_rate=options.connect_rate)
         self.links = {
-            i: DeviceLink(self.pool, fleet[i].id, wire.availability_topic(fleet[i].id), link)
+            i: DeviceLink(
+                self.pool,
+                fleet[i].id,
+                wire.availability_topic(fleet[i].id),
+                link.for_device(fleet[i].id),
+            )
             for i in self.engine.owned
         }
         self.control_link = DeviceLink(
@@ -191,7 +197,12 @@ def _shard_main(
 ) -> None:
     from ioc import logs
 
-    logs.configure(options.log_level, options.log_format, role=f"simulate-traffic-{shard}")
+    logs.configure(
+        options.log_level,
+        options.log_format,
+        role=f"simulate-traffic-{shard}",
+        secrets=(link.password, link.device_secret or ""),
+    )
     watch = _ParentWatch(event)
     TrafficSimulator(fleet, options, link, shard=shard, shards=options.processes).run(watch)
 

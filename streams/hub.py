@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ import structlog
 
 from ioc.db import events
 from ioc.db.connect import connect, describe
+from streams import metrics as m
 
 log = structlog.get_logger("streams.hub")
 SEVERITY_RANK = {"critical": 0, "major": 1, "minor": 2, "info": 3}
@@ -87,6 +89,8 @@ class EventHub:
         self.poll_s = poll_s
         self.position = 0  # last event id fanned out
         self.resyncs = 0
+        self.listening = False  # LISTEN connection up and caught up once (readiness)
+        self.read_at: float | None = None  # monotonic time the events log was last read
         self.ancestors: dict[str, set[str]] = {}
         self._subs: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
@@ -101,14 +105,18 @@ class EventHub:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self._up(False)
 
     def subscribe(self, flt: Filter) -> Subscription:
         sub = Subscription(flt, asyncio.Queue(maxsize=self.client_queue_max))
         self._subs.add(sub)
+        m.CLIENTS.inc()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
-        self._subs.discard(sub)
+        if sub in self._subs:
+            self._subs.discard(sub)
+            m.CLIENTS.dec()
 
     @property
     def clients(self) -> int:
@@ -143,10 +151,13 @@ class EventHub:
                 backoff = 0.5
                 while True:
                     await self._drain(reader)
+                    self._up(True)
                     gen = listen.notifies(timeout=self.poll_s, stop_after=1)
                     async for _ in gen:
                         pass
             except (psycopg.OperationalError, OSError, RuntimeError) as exc:
+                self._up(False)
+                m.RECONNECTS.inc()
                 log.warning("event hub lost the database; reconnecting", error=describe(exc))
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -155,17 +166,27 @@ class EventHub:
                     if c is not None:
                         await c.close()
 
+    def _up(self, up: bool) -> None:
+        self.listening = up
+        m.LISTENING.set(up)
+        m.DATABASE_UP.set(up)
+        if up:
+            self.read_at = time.monotonic()
+            m.POSITION.set(self.position)
+
     async def _drain(self, reader: psycopg.AsyncConnection[Any]) -> None:
         while True:
             rows = await events.after(reader, self.position, limit=500)
             for row in rows:
                 self._fan_out(to_message(row))
                 self.position = row["id"]
+            m.EVENTS.inc(len(rows))
             if len(rows) < 500:
                 return
 
     def _fan_out(self, message: dict[str, Any]) -> None:
         encoded: Encoded | None = None
+        delivered = 0
         for sub in self._subs:
             if sub.overflowed.is_set() or not sub.filter.matches(message, self.ancestors):
                 continue
@@ -173,6 +194,10 @@ class EventHub:
                 encoded = Encoded(message["id"], json.dumps(message, ensure_ascii=False))
             try:
                 sub.queue.put_nowait(encoded)
+                delivered += 1
             except asyncio.QueueFull:
                 sub.overflowed.set()
                 self.resyncs += 1
+                m.RESYNCS.inc()
+        if delivered:
+            m.DELIVERIES.inc(delivered)

@@ -7,13 +7,30 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ioc.bench.common import env_for, free_port
 from ioc.config import Settings
 
-__all__ = ["drop_database", "env_for", "free_port", "own_database"]
+__all__ = ["drop_database", "env_for", "free_port", "own_database", "sign_in"]
+
+
+async def sign_in(
+    client: Any, dsn: str, username: str = "tester", *, role: str = "admin", area: str | None = None
+) -> dict[str, str]:
+    """Make the user (if missing), sign in through the API with an httpx client, and set its
+    bearer header (cookies cleared: tests of cookie sign-in do that themselves)."""
+    from ioc.bench.common import ensure_user
+
+    password = await ensure_user(dsn, username, role=role, area=area)
+    r = await client.post("/api/v1/auth/login", json={"username": username, "password": password})
+    assert r.status_code == 200, r.text
+    headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    client.headers.update(headers)
+    client.cookies.clear()
+    return headers
 
 
 @pytest.fixture(scope="session")

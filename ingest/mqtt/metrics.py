@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from ioc.domain.wire import Reason
+
 RECEIVED = Counter("ioc_ingest_received", "MQTT messages taken from the broker", ["source"])
 STORED = Counter("ioc_ingest_stored", "observations written (new rows)", ["source"])
 DUPLICATES = Counter(
@@ -37,3 +39,14 @@ LAG_SECONDS = Histogram(
 BACKLOG = Gauge("ioc_ingest_backlog", "messages received but not yet written")
 UNACKED = Gauge("ioc_ingest_unacknowledged", "messages written or pending but not yet acknowledged")
 CONNECTED = Gauge("ioc_ingest_broker_connected", "1 while connected to the broker")
+LAST_STORED = Gauge(
+    "ioc_ingest_last_stored_timestamp_seconds",
+    "unix time of the last commit that stored new observations",
+)
+DB_OK = Gauge(
+    "ioc_ingest_database_ok_timestamp_seconds",
+    "unix time of the worker's last successful database statement (write or idle ping)",
+)
+
+for _reason in Reason:  # every dead-letter reason exists from the start, at 0
+    REJECTED.labels("mqtt", str(_reason))

@@ -25,6 +25,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from ingest.mqtt import metrics as m
+
 log = structlog.get_logger("ingest.mqtt.source")
 
 PAUSED_READ_EVERY_S = 1.0
@@ -111,12 +113,14 @@ class MqttSource:
         log.info("mqtt connected", topics=self.topic_filters)
         self._attempted.set()
         self._call(self.connected.set)
+        m.CONNECTED.set(1)
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
         with self._lock:
             self._generation += 1
         log.warning("mqtt disconnected", reason=str(rc))
         self._call(self.connected.clear)
+        m.CONNECTED.set(0)
 
     def _on_message(self, _c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         delivery = Delivery(

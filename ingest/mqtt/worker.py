@@ -11,6 +11,8 @@ After each commit the worker NOTIFYs ``ioc_observations`` so the alert engine ev
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -31,6 +33,9 @@ from ioc.domain.wire import Reason, Rejected, TrafficObservation
 log = structlog.get_logger("ingest.mqtt")
 
 DEVICE_REFRESH_S = 30.0
+DB_PING_S = 5.0  # when idle, prove the database still answers this often (readiness)
+LETTERS_LOGGED = 20  # dead letters logged one by one per LETTERS_WINDOW_S; the rest only counted
+LETTERS_WINDOW_S = 10.0
 LATE_AFTER = timedelta(seconds=60)
 RETRYABLE = (psycopg.OperationalError, DatabaseUnavailable, OSError)
 SOURCE = "mqtt"
@@ -54,6 +59,20 @@ def _classify(
     return parsed
 
 
+def _letter_id(topic: str, payload: bytes) -> str | None:
+    """The correlation id of a rejected reading, when its topic and ``seq`` still say it."""
+    device = wire.device_id_from_topic(topic)
+    if device is None or len(payload) > 4096:
+        return None
+    try:
+        seq = json.loads(payload).get("seq")
+    except (ValueError, RecursionError, AttributeError):
+        return None
+    if isinstance(seq, int) and not isinstance(seq, bool):
+        return wire.correlation_id(device, seq)
+    return None
+
+
 class IngestWorker:
     def __init__(
         self,
@@ -74,6 +93,9 @@ class IngestWorker:
         self._known: set[str] = set()
         self._known_at = -DEVICE_REFRESH_S
         self._stopping = asyncio.Event()
+        self.db_ok_at: float | None = None  # monotonic time of the last database success
+        self._ping_at = 0.0
+        self._letters_window, self._letters_logged = 0.0, 0
 
     async def run(self) -> None:
         """Consume until :meth:`stop`; the batch in hand is written before returning."""
@@ -83,6 +105,8 @@ class IngestWorker:
             m.BACKLOG.set(self.source.queue.qsize())
             if batch:
                 await self._write_with_retry(batch)
+            elif time.monotonic() >= self._ping_at:
+                await self._ping()
             if time.monotonic() - last_report > 10:
                 last_report = time.monotonic()
                 log.info("ingest stats", **self.counters)
@@ -91,6 +115,26 @@ class IngestWorker:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _db_ok(self) -> None:
+        self.db_ok_at = time.monotonic()
+        self._ping_at = self.db_ok_at + DB_PING_S
+        m.DB_OK.set_to_current_time()
+
+    async def _ping(self) -> None:
+        """Idle: one ``SELECT 1``, so readiness knows the database answers before data comes."""
+        self._ping_at = time.monotonic() + DB_PING_S
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = await connect(self.dsn, autocommit=True)
+            await self._conn.execute("SELECT 1")
+        except RETRYABLE as exc:
+            if self._conn is not None:
+                await self._conn.close()
+            self._conn = None
+            log.debug("database ping failed", error=str(exc)[:200])
+            return
+        self._db_ok()
 
     async def _collect(self) -> list[Delivery]:
         queue = self.source.queue
@@ -173,6 +217,7 @@ class IngestWorker:
         async with conn.transaction():
             result = await observations.write_batch(conn, good, bad, availability=avail)
         committed = datetime.now(UTC)
+        self._db_ok()
         m.BATCH_SECONDS.observe(time.monotonic() - started)
         m.BATCH_SIZE.observe(len(batch))
         self._count(batch, good, avail, bad, result, committed)
@@ -213,11 +258,20 @@ class IngestWorker:
         m.RECEIVED.labels(SOURCE).inc(len(batch))
         m.STORED.labels(SOURCE).inc(result.inserted)
         m.DUPLICATES.labels(SOURCE).inc(result.duplicates)
+        if result.inserted:
+            m.LAST_STORED.set_to_current_time()
         late = 0
+        each = log.is_enabled_for(logging.DEBUG)  # a line per reading costs µs: debug only
         for o in good:
             lag = (committed - o.observed_at).total_seconds()
             m.LAG_SECONDS.observe(max(lag, 0.0))
             late += lag > LATE_AFTER.total_seconds()
+            if each:
+                log.debug(
+                    "reading written",
+                    correlation_id=wire.correlation_id(o.device_id, o.seq),
+                    lag_s=round(lag, 3),
+                )
         if late:
             c["late"] += late
             m.LATE.labels(SOURCE).inc(late)
@@ -226,3 +280,22 @@ class IngestWorker:
         for letter in bad:
             c[f"dead_letter.{letter.reason}"] += 1
             m.REJECTED.labels(SOURCE, str(letter.reason)).inc()
+            self._log_letter(letter)
+
+    def _log_letter(self, letter: DeadLetter) -> None:
+        """One line per dead letter, up to LETTERS_LOGGED per window: a flood of garbage is
+        counted (metrics, "ingest stats"), not written line by line."""
+        now = time.monotonic()
+        if now - self._letters_window > LETTERS_WINDOW_S:
+            self._letters_window, self._letters_logged = now, 0
+        self._letters_logged += 1
+        if self._letters_logged <= LETTERS_LOGGED:
+            log.info(
+                "dead letter",
+                reason=str(letter.reason),
+                correlation_id=_letter_id(letter.topic or "", letter.payload),
+                topic=(letter.topic or "")[:200],
+                detail=letter.detail[:200],
+            )
+        elif self._letters_logged == LETTERS_LOGGED + 1:
+            log.info("more dead letters in this window: counted, not logged one by one")

@@ -15,6 +15,10 @@ and is never logged: logs and reasons carry ``safe_url``.
 
 Only this thread touches its ``cv2.VideoCapture``; the worker reads results through
 ``snapshot()`` under the lock, so nothing else crosses the thread boundary.
+
+Privacy masks (``ioc.domain.privacy``) are applied to the thumbnail before it is encoded, so the
+masked pixels never leave this thread; health is measured on the whole frame, in memory. The
+mask is rasterised once per picture size, on the first thumbnail.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +38,7 @@ import cv2
 import numpy as np
 import structlog
 
+from ingest.rtsp import metrics as m
 from ingest.rtsp import probe
 from ingest.rtsp.tracker import HealthTracker
 from ioc.domain.camera import (
@@ -45,6 +50,7 @@ from ioc.domain.camera import (
     backoff_delay,
     frame_stats,
 )
+from ioc.domain.privacy import Mask, apply_mask, image_mask, rasterise
 from ioc.logs import redact
 
 log = structlog.get_logger("ingest.rtsp.capture")
@@ -123,6 +129,7 @@ class CameraCapture:
         options: CaptureOptions | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        privacy: Sequence[Sequence[tuple[float, float]]] = (),
     ) -> None:
         self.device_id = device_id
         self.safe_url = redact(url)
@@ -140,6 +147,8 @@ class CameraCapture:
         self._last_frame_wall: datetime | None = None
         self.counters = {"opens": 0, "open_failures": 0, "sessions": 0, "frames": 0, "errors": 0}
         self._failing = False  # did the last attempt fail? then probe before opening
+        self.privacy = tuple(tuple(p) for p in privacy)  # polygons, normalised 0..1
+        self._masks: dict[tuple[int, ...], Mask] = {}  # picture shape -> mask
 
     # ----------------------------------------------------------------- ownership ---
     def start(self) -> CameraCapture:
@@ -154,6 +163,7 @@ class CameraCapture:
         again = CameraCapture(
             self.device_id, self._url, user=self._user, password=self._password,
             tracker=self.tracker, options=self.options, clock=self.clock, rng=self._rng,
+            privacy=self.privacy,
         )  # fmt: skip
         again.counters = self.counters
         return again.start()
@@ -231,6 +241,8 @@ class CameraCapture:
         as a success (the backoff starts over)."""
         o = self.options
         self.counters["opens"] += 1
+        if self.counters["opens"] > 1:
+            m.RECONNECTS.inc()
         if self._failing:
             reason = probe.classify(self._url, self._user, self._password, o.probe_timeout_s)
             if reason.code in probe.DEFINITE:
@@ -255,6 +267,7 @@ class CameraCapture:
     def _failed(self, reason: Reason) -> None:
         self._failing = True
         self.counters["open_failures"] += 1
+        m.OPEN_FAILURES.labels(reason.code).inc()
         with self._lock:
             self.tracker.on_failure(self.clock(), reason)
         log.info("camera not opened", device=self.device_id, url=self.safe_url,
@@ -321,6 +334,9 @@ class CameraCapture:
         jpeg = None
         if thumbnail:
             small = cv2.resize(frame, (ANALYSIS_W, ANALYSIS_H), interpolation=cv2.INTER_AREA)
+            if self.privacy:
+                picture = np.asarray(small, dtype=np.uint8)
+                small = apply_mask(picture, self._mask(picture.shape))
             ok, buf = cv2.imencode(
                 ".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, self.options.thumbnail_quality]
             )
@@ -332,3 +348,11 @@ class CameraCapture:
             self._last_frame_wall = wall
             if jpeg is not None:
                 self._thumb = jpeg
+
+    def _mask(self, shape: tuple[int, ...]) -> Mask:
+        """The camera's mask for pictures of this shape, rasterised on first use."""
+        mask = self._masks.get(shape)
+        if mask is None:
+            flat = rasterise(self.privacy, shape[1], shape[0])
+            mask = self._masks[shape] = image_mask(flat, shape)
+        return mask

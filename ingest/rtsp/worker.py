@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import psycopg
 import structlog
 
+from ingest.rtsp import metrics as m
 from ingest.rtsp.capture import CameraCapture, CaptureOptions, Snapshot
 from ingest.rtsp.tracker import HealthTracker
 from ioc.db import cameras as repo
@@ -42,6 +44,11 @@ class WorkerConfig:
     tick_s: float = 0.5
     capture: CaptureOptions = field(default_factory=CaptureOptions)
     thresholds: Thresholds = field(default_factory=Thresholds)
+    # Privacy (docs/privacy.md): camera id -> mask polygons; past thumbnails every N s or None.
+    privacy_masks: Mapping[str, Sequence[Sequence[tuple[float, float]]]] = field(
+        default_factory=dict
+    )
+    thumbnail_history_every_s: float | None = None
 
 
 class CameraWorker:
@@ -54,6 +61,7 @@ class CameraWorker:
         self._stop = asyncio.Event()
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lease_ok_at = 0.0
+        self.db_ok_at: float | None = None  # monotonic time of the last database success
         self._restarts: dict[str, list[float]] = {}
         self.counters = {"lease_cycles": 0, "db_errors": 0, "events": 0, "health_rows": 0}
 
@@ -63,6 +71,11 @@ class CameraWorker:
     @property
     def held(self) -> list[str]:
         return sorted(self.captures)
+
+    @property
+    def lease_ok_at(self) -> float | None:
+        """Monotonic time of the last lease renewal that succeeded (None: none yet)."""
+        return self._lease_ok_at if self.counters["lease_cycles"] else None
 
     async def run(self) -> None:
         cfg = self.config
@@ -81,7 +94,9 @@ class CameraWorker:
                 if due:
                     next_health = now + cfg.health_interval_s
                 self._watchdog()
-                await self._write([c.snapshot() for c in self.captures.values()], due)
+                snaps = [c.snapshot() for c in self.captures.values()]
+                self._gauges(snaps)
+                await self._write(snaps, due)
                 self._stopping = [c for c in self._stopping if c.alive]
                 try:
                     await asyncio.wait_for(self._stop.wait(), cfg.tick_s)
@@ -96,8 +111,14 @@ class CameraWorker:
             self._conn = await connect(self.dsn, autocommit=True)
         return self._conn
 
+    def _gauges(self, snaps: list[Snapshot]) -> None:
+        m.LEASES_HELD.labels(self.config.pool).set(len(self.captures))
+        m.CAPTURES.set(sum(c.alive for c in self.captures.values()))
+        m.count_statuses([s.status for s in snaps])
+
     async def _db_failed(self, what: str, exc: BaseException) -> None:
         self.counters["db_errors"] += 1
+        m.DB_ERRORS.labels("lease" if what == "lease cycle" else "write").inc()
         log.warning("database error", during=what, error=redact(str(exc))[:200])
         if self._conn is not None:
             await self._conn.close()
@@ -107,16 +128,22 @@ class CameraWorker:
         cfg = self.config
         try:
             conn = await self._db()
-            mine = await repo.lease_cycle(
+            cycle = await repo.lease_cycle_detail(
                 conn, worker_id=cfg.worker_id, pool=cfg.pool, ttl_s=cfg.lease_s
             )
+            mine = cycle.mine
             new = [d for d in mine if d not in self.captures]
             configs = await repo.load_cameras(conn, new) if new else []
         except (psycopg.Error, DatabaseUnavailable, OSError) as exc:
             await self._db_failed("lease cycle", exc)
             return
-        self._lease_ok_at = time.monotonic()
+        self._lease_ok_at = self.db_ok_at = time.monotonic()
         self.counters["lease_cycles"] += 1
+        m.LEASE_CYCLES.labels(cfg.pool).inc()
+        m.LEASES_UNOWNED.labels(cfg.pool).set(cycle.unowned)
+        if cycle.taken_over:
+            m.TAKEOVERS.labels(cfg.pool).inc(len(cycle.taken_over))
+            log.info("took over cameras of an expired lease", devices=cycle.taken_over)
         self._release([d for d in self.captures if d not in mine])
         for cam in configs:
             self._start(cam)
@@ -138,9 +165,11 @@ class CameraWorker:
             password=self.config.password,
             tracker=tracker,
             options=self.config.capture,
+            privacy=self.config.privacy_masks.get(cam.device_id, ()),
         ).start()
         self._written.pop(cam.device_id, None)
-        log.info("watching camera", device=cam.device_id, url=redact(cam.url))
+        log.info("watching camera", device=cam.device_id, url=redact(cam.url),
+                 privacy_masks=len(self.config.privacy_masks.get(cam.device_id, ())))  # fmt: skip
 
     def _watchdog(self) -> None:
         """A capture thread catches everything it can; should one die anyway, start it again,
@@ -158,6 +187,7 @@ class CameraWorker:
                 self._restarts[d] = recent
                 continue
             self._restarts[d] = [*recent, now]
+            m.RESTARTS.inc()
             log.warning("capture thread died; restarting", device=d)
             self.captures[d] = cap.restarted()
 
@@ -188,7 +218,10 @@ class CameraWorker:
             for s in thumbs:
                 assert s.thumbnail is not None
                 jpeg, taken, w, h = s.thumbnail
-                await repo.upsert_thumbnail(conn, s.device_id, jpeg, taken, w, h)
+                await repo.upsert_thumbnail(
+                    conn, s.device_id, jpeg, taken, w, h,
+                    history_every_s=self.config.thumbnail_history_every_s,
+                )  # fmt: skip
             for s in learned:
                 assert s.baseline is not None
                 await repo.save_baseline(conn, s.device_id, s.baseline)
@@ -196,6 +229,7 @@ class CameraWorker:
         except (psycopg.Error, DatabaseUnavailable, OSError) as exc:
             await self._db_failed("write", exc)
             return
+        self.db_ok_at = time.monotonic()
         self.counters["events"] += len(ids)
         self.counters["health_rows"] += len(states) if health_rows else 0
         for st in states:
@@ -220,4 +254,5 @@ class CameraWorker:
             log.warning("could not give back leases", error=redact(str(exc))[:200])
         if self._conn is not None:
             await self._conn.close()
+        self._gauges([])
         log.info("camera worker stopped", worker=self.config.worker_id, **self.counters)

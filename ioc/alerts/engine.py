@@ -11,7 +11,7 @@ import asyncio
 import math
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +20,19 @@ import structlog
 import yaml
 
 from ioc.alerts import measure
+from ioc.alerts import metrics as m
 from ioc.db import alerts as alerts_db
-from ioc.db import observations
+from ioc.db import heartbeats, observations
 from ioc.db.connect import connect, describe
+from ioc.domain import wire
 from ioc.domain.lifecycle import Action, Context, OpenAlert, Transition, evaluate
 from ioc.domain.rules import AlertStatus, Rule, RuleError, escalated_severity, parse_rules
 
 log = structlog.get_logger("ioc.alerts")
 TOPOLOGY_TTL_S = 30.0
+REPORT_EVERY_S = 5.0  # open-alert gauge and the heartbeat row (GET /api/v1/freshness)
+HEARTBEAT_ROLE = "alerts"
+READING_LOOKBACK = timedelta(days=1)  # how far back the reading behind a transition is looked for
 OPENING = {
     Action.OPEN_PENDING: "pending",
     Action.OPEN_FIRING: "firing",
@@ -59,6 +64,8 @@ class AlertEngine:
         self._stopping = asyncio.Event()
         self._topology: measure.Topology | None = None
         self._baselines = measure.Baselines()
+        self.last_cycle_at: float | None = None  # monotonic end of the last good cycle
+        self._report_at = 0.0
 
     def stop(self) -> None:
         self._stopping.set()
@@ -78,7 +85,9 @@ class AlertEngine:
                     conn = await connect(self.dsn, autocommit=True)
                     listen = await connect(self.dsn, autocommit=True)
                     await listen.execute(f"LISTEN {observations.OBSERVATIONS_CHANNEL}")
+                started = time.monotonic()
                 await self.tick(conn)
+                await self._cycle_done(conn, time.monotonic() - started)
                 backoff = 0.5
                 async for _ in listen.notifies(timeout=self.interval_s, stop_after=1):
                     pass
@@ -86,6 +95,7 @@ class AlertEngine:
                 async for _ in listen.notifies(timeout=0):
                     pass
             except (psycopg.OperationalError, OSError, RuntimeError) as exc:
+                m.CYCLE_ERRORS.inc()
                 log.warning("alert evaluation failed; retrying", error=describe(exc))
                 for c in (conn, listen):
                     if c is not None:
@@ -102,6 +112,40 @@ class AlertEngine:
             await asyncio.wait_for(self._stopping.wait(), seconds)
         except TimeoutError:
             pass
+
+    async def _cycle_done(self, conn: psycopg.AsyncConnection[Any], seconds: float) -> None:
+        """Metrics of a good cycle; every REPORT_EVERY_S the open-alert counts and the
+        heartbeat row other processes read."""
+        self.last_cycle_at = time.monotonic()
+        m.CYCLE_SECONDS.observe(seconds)
+        m.LAST_CYCLE.set_to_current_time()
+        if self.last_cycle_at < self._report_at:
+            return
+        self._report_at = self.last_cycle_at + REPORT_EVERY_S
+        async with conn.cursor() as cur:
+            await cur.execute(
+                "SELECT severity, status, count(*) AS n FROM alerts "
+                "WHERE status <> 'resolved' GROUP BY severity, status"
+            )
+            m.set_open({(r["severity"], r["status"]): r["n"] for r in await cur.fetchall()})
+        detail = {"cycle_s": round(seconds, 4), "rules": len(self.rules)}
+        await heartbeats.beat(conn, HEARTBEAT_ROLE, detail)
+
+    async def _reading(
+        self, conn: psycopg.AsyncConnection[Any], device_id: str, now: datetime
+    ) -> str | None:
+        """The correlation id of the device's latest reading evaluated at ``now`` (sensors only)."""
+        topo = self._topology
+        if topo is None or topo.device_kind.get(device_id) != "traffic_sensor":
+            return None
+        async with conn.cursor() as cur:
+            await cur.execute(
+                "SELECT seq FROM traffic_observations WHERE device_id = %s AND time <= %s"
+                " AND time > %s ORDER BY time DESC LIMIT 1",
+                (device_id, now, now - READING_LOOKBACK),
+            )
+            row = await cur.fetchone()
+        return None if row is None else wire.correlation_id(device_id, int(row["seq"]))
 
     async def tick(self, conn: psycopg.AsyncConnection[Any], now: datetime | None = None) -> int:
         """One evaluation of every rule; returns the number of transitions applied."""
@@ -145,9 +189,12 @@ class AlertEngine:
         step: Transition,
         now: datetime,
     ) -> bool:
+        quiet = step.action is Action.STILL_FLAPPING
+        cid = None if quiet else await self._reading(conn, device_id, now)
         async with conn.transaction():
-            row = await self._write(conn, rule, device_id, alert, step, now)
-        if row is not None and step.action is not Action.STILL_FLAPPING:
+            row = await self._write(conn, rule, device_id, alert, step, now, cid)
+        if row is not None and not quiet:
+            m.TRANSITIONS.labels(step.action.value).inc()
             log.info(
                 "alert",
                 action=step.action.value,
@@ -155,8 +202,9 @@ class AlertEngine:
                 device=device_id,
                 value=step.value,
                 alert_id=row["id"],
+                correlation_id=cid,
             )
-        return row is not None and step.action is not Action.STILL_FLAPPING
+        return row is not None and not quiet
 
     async def _write(
         self,
@@ -166,8 +214,11 @@ class AlertEngine:
         alert: OpenAlert | None,
         step: Transition,
         now: datetime,
+        correlation_id: str | None = None,
     ) -> dict[str, Any] | None:
+        """Apply one transition; its event carries ``correlation_id``: the reading behind it."""
         a = step.action
+        fields = {"correlation_id": correlation_id} if correlation_id else None
         if step.value is not None and not math.isfinite(step.value):
             step = replace(step, value=None)  # e.g. silence after a Last Will: JSON has no inf
         if a in OPENING:
@@ -182,15 +233,30 @@ class AlertEngine:
                 status=OPENING[a],
                 at=now,
                 suppressed_by=step.suppressed_by,
+                event_fields=fields,
             )
         assert alert is not None
         t = alerts_db.transition
         if a is Action.FIRE:
             return await t(
-                conn, alert.id, expected=("pending",), to="firing", value=step.value, at=now
+                conn,
+                alert.id,
+                expected=("pending",),
+                to="firing",
+                value=step.value,
+                at=now,
+                event_fields=fields,
             )
         if a is Action.RESOLVE:
-            return await t(conn, alert.id, expected=LIVE, to="resolved", value=step.value, at=now)
+            return await t(
+                conn,
+                alert.id,
+                expected=LIVE,
+                to="resolved",
+                value=step.value,
+                at=now,
+                event_fields=fields,
+            )
         if a is Action.ESCALATE:
             return await t(
                 conn,
@@ -200,6 +266,7 @@ class AlertEngine:
                 value=step.value,
                 at=now,
                 kind="alert.escalated",
+                event_fields=fields,
                 escalated=True,
                 severity=escalated_severity(alert.severity or rule.severity),
             )
@@ -213,6 +280,7 @@ class AlertEngine:
                 to="suppressed",
                 value=step.value,
                 at=now,
+                event_fields=fields,
                 suppressed_by=by,
                 parent_alert_id=parent,
             )
@@ -224,6 +292,7 @@ class AlertEngine:
                 to="firing",
                 value=step.value,
                 at=now,
+                event_fields=fields,
                 suppressed_by=None,
                 parent_alert_id=None,
             )

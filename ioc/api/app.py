@@ -6,12 +6,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import make_asgi_app
+from starlette.middleware.base import RequestResponseEndpoint
 
-from ioc.api import routes, routes_alerts, routes_stats, routes_summary, ws
+from ioc.api import (
+    auth,
+    instrument,
+    pages,
+    routes,
+    routes_admin,
+    routes_alerts,
+    routes_ops,
+    routes_stats,
+    routes_summary,
+    ws,
+)
 from ioc.config import PROJECT_ROOT, Settings, get_settings
 from ioc.db.connect import open_pool
 from ioc.db.seed import load_geography
@@ -44,17 +55,47 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     outline = Path(geo.province_geojson or "frontend/geo/vn-58.geojson")
     app.state.province_geojson = outline if outline.is_absolute() else PROJECT_ROOT / outline
+    app.include_router(auth.router)
+    app.include_router(routes_admin.router)
+    app.include_router(pages.router)
     app.include_router(routes.router)
     app.include_router(routes_alerts.router)
     app.include_router(routes_summary.router)
     app.include_router(routes_stats.router)
+    app.include_router(routes_ops.router)
     app.include_router(ws.router)
     app.mount("/metrics", make_asgi_app())
     front = settings.frontend_dir
     app.mount("/static", StaticFiles(directory=front, check_dir=False), name="static")
+    headers = security_headers(settings)
 
-    @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(front / "index.html")
+    @app.middleware("http")
+    async def add_security_headers(
+        request: Request, call_next: RequestResponseEndpoint
+    ) -> Response:
+        response = await call_next(request)
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        return response
 
+    instrument.install(app)  # request ids and the access log (outermost), pool metrics
     return app
+
+
+def security_headers(settings: Settings) -> dict[str, str]:
+    """Sent with every response: no framing, no sniffing, no referrer, scripts only from us."""
+    out = {
+        "X-Content-Type-Options": "nosniff",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "Cross-Origin-Opener-Policy": "same-origin",
+        "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+        "Content-Security-Policy": (
+            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; "
+            "base-uri 'self'; form-action 'self'; object-src 'none'"
+        ),
+    }
+    if settings.secure_cookies:
+        out["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    return out

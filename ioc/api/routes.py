@@ -8,8 +8,9 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from ioc.api.auth import Viewer, scope_area
 from ioc.api.deps import Conn
-from ioc.api.schemas import AlertOut, AreaOut, DeviceOut, Health, SequenceQualityOut
+from ioc.api.schemas import PLAIN, AlertOut, AreaOut, DeviceOut, Health, SequenceQualityOut
 from ioc.db import alerts as alerts_db
 from ioc.db import devices as devices_db
 from ioc.db import quality
@@ -24,44 +25,61 @@ def _geojson(path: Path) -> Response:
 
 
 @router.get("/geo/province", response_class=Response)
-async def province_outline(request: Request) -> Response:
+async def province_outline(request: Request, who: Viewer) -> Response:
     """The configured province's outline (shipped GeoJSON: no tile server needed)."""
     return _geojson(request.app.state.province_geojson)
 
 
 @router.get("/geo/provinces", response_class=Response)
-async def all_provinces(request: Request) -> Response:
+async def all_provinces(request: Request, who: Viewer) -> Response:
     return _geojson(request.app.state.settings.frontend_dir / "geo" / "vn-provinces.geojson")
 
 
 @router.get("/areas", response_model=list[AreaOut])
-async def list_areas(conn: Conn) -> list[dict[str, Any]]:
+async def list_areas(conn: Conn, who: Viewer) -> list[dict[str, Any]]:
+    """The user's area, the areas above it (for the breadcrumb) and every area below it."""
     async with conn.cursor() as cur:
         await cur.execute(
-            "SELECT id, parent_id, name, name_en, level, lat, lon FROM areas ORDER BY depth, id"
+            """SELECT id, parent_id, name, name_en, level, lat, lon FROM areas
+               WHERE %(all)s OR id = ANY(%(below)s)
+                  OR id IN (SELECT ancestor_id FROM area_closure WHERE area_id = %(mine)s)
+               ORDER BY depth, id""",
+            {"all": who.province, "below": list(who.areas), "mine": who.area_id},
         )
         return list(await cur.fetchall())
 
 
 @router.get("/devices", response_model=list[DeviceOut])
-async def list_devices(conn: Conn, area_id: str | None = None) -> list[dict[str, Any]]:
+async def list_devices(
+    conn: Conn, who: Viewer, area_id: str | None = Query(None, pattern=PLAIN)
+) -> list[dict[str, Any]]:
     """Every device (of an area's subtree) with its status and the reason, computed now."""
-    return await devices_db.device_states(conn, area_id=area_id)
+    return await devices_db.device_states(conn, area_id=scope_area(who, area_id))
 
 
 @router.get("/quality/sequence", response_model=list[SequenceQualityOut])
 async def sequence_quality(
-    conn: Conn, minutes: int = Query(60, ge=1, le=7 * 24 * 60)
+    conn: Conn, who: Viewer, minutes: int = Query(60, ge=1, le=7 * 24 * 60)
 ) -> list[dict[str, Any]]:
     """Per-device gaps, out-of-order and late readings over the last ``minutes``."""
-    return await quality.sequence_report(conn, since=timedelta(minutes=minutes))
+    rows = await quality.sequence_report(conn, since=timedelta(minutes=minutes))
+    if who.province:
+        return rows
+    mine = {d["id"] for d in await devices_db.device_states(conn, area_id=who.area_id)}
+    return [r for r in rows if r["device_id"] in mine]
 
 
 @router.get("/alerts", response_model=list[AlertOut])
 async def list_alerts(
-    conn: Conn, status: Literal["open", "all"] = "open", limit: int = 500
+    conn: Conn,
+    who: Viewer,
+    status: Literal["open", "all"] = "open",
+    limit: int = Query(500, ge=1, le=5000),
 ) -> list[dict[str, Any]]:
-    return await alerts_db.list_alerts(conn, open_only=status == "open", limit=min(limit, 5000))
+    """Alerts of the user's area, newest first."""
+    return await alerts_db.list_alerts(
+        conn, open_only=status == "open", limit=limit, areas=None if who.province else who.areas
+    )
 
 
 @router.get("/health", response_model=Health)

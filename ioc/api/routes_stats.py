@@ -20,12 +20,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
+from ioc.api.auth import Viewer, require_area, require_device
 from ioc.api.deps import Conn
+from ioc.api.schemas import EARLIEST, LATEST, PlainPath, invalid
 from ioc.db.seed import load_geography
 from ioc.rollups import read
 from ioc.rollups.levels import Kpi, advance, step_end, step_start
 from ioc.rollups.licence import uses_caggs
 from ioc.rollups.source import KINDS, RollupSource, Step, Traffic, rows
+from ioc.security.users import Principal
 
 router = APIRouter(prefix="/api/v1/stats", tags=["statistics"])
 
@@ -216,12 +219,16 @@ def _window(
 ) -> tuple[datetime, datetime, datetime, datetime, str | None]:
     """Align [start, end) to the step, check its size, and cut the page the cursor points at.
     Returns (start, end, page_start, page_end, next_cursor)."""
+    for name, t in (("start", start), ("end", end)):
+        if not EARLIEST <= t <= LATEST:
+            raise invalid("query", name, f"{name} must lie in {EARLIEST:%Y}..{LATEST:%Y}")
     if end <= start:
-        raise HTTPException(422, "end must be after start")
+        raise invalid("query", "end", "end must be after start")
     s, e = step_start(start, step, tz), step_end(end, step, tz)
     if e - s > MAX_SPAN[step]:
-        raise HTTPException(
-            422,
+        raise invalid(
+            "query",
+            "end",
             f"a {step} series covers at most {MAX_SPAN[step].days} days; "
             "narrow the range or use a coarser step",
         )
@@ -230,9 +237,13 @@ def _window(
         try:
             p0 = datetime.fromisoformat(cursor)
         except ValueError:
-            raise HTTPException(422, "cursor is not a time: pass back next_cursor") from None
+            raise invalid(
+                "query", "cursor", "cursor is not a time: pass back next_cursor"
+            ) from None
         if p0.tzinfo is None or not s <= p0 < e or step_start(p0, step, tz) != p0:
-            raise HTTPException(422, "cursor does not belong to this range: pass next_cursor")
+            raise invalid(
+                "query", "cursor", "cursor does not belong to this range: pass next_cursor"
+            )
     p1 = min(e, advance(p0, step, limit, tz))
     return s, e, p0, p1, (p1.isoformat() if p1 < e else None)
 
@@ -244,7 +255,9 @@ async def _known_area(conn: Conn, area_id: str) -> read.Area:
     return tree[area_id]
 
 
-Start = Annotated[AwareDatetime, Query(description="range start, with a UTC offset")]
+Start = Annotated[
+    AwareDatetime, Query(description="range start, with a UTC offset (years 2000..2100)")
+]
 End = Annotated[AwareDatetime, Query(description="range end (exclusive), with a UTC offset")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="buckets per page")]
 Cursor = Annotated[str | None, Query(description="next_cursor of the previous page")]
@@ -254,10 +267,17 @@ Cursor = Annotated[str | None, Query(description="next_cursor of the previous pa
 
 
 @router.get("/leader", response_model=LeaderStats)
-async def leader(request: Request, conn: Conn) -> LeaderStats:
+async def leader(request: Request, conn: Conn, who: Viewer) -> LeaderStats:
     """The leaders' figures for the province and each of its areas: today so far against the
-    same time last week, and the 24-hour trend. Read from rollups: a few dozen rows."""
+    same time last week, and the 24-hour trend. Read from rollups: a few dozen rows. A user of
+    one district gets that district's figures in ``province`` and no other area."""
     f = await read.leader_figures(conn, tz=_tz(request))
+    top, parts = f.province, list(f.areas)
+    if not who.province:
+        mine = [a for a in parts if a.area.id == who.area_id]
+        if not mine:
+            raise HTTPException(404, "leader figures are kept for the province and its districts")
+        top, parts = mine[0], []
 
     def area(x: read.AreaFigures) -> LeaderArea:
         return LeaderArea(
@@ -277,8 +297,8 @@ async def leader(request: Request, conn: Conn) -> LeaderStats:
         traffic_through=f.traffic_through,
         availability_through=f.availability_through,
         congestion_bucket=f.congestion_bucket,
-        province=area(f.province),
-        areas=[area(a) for a in f.areas],
+        province=area(top),
+        areas=[area(a) for a in parts],
         trend=[
             LeaderTrendPoint(
                 time=p.time,
@@ -341,6 +361,7 @@ async def _area_page(
 async def area_traffic(
     request: Request,
     conn: Conn,
+    who: Viewer,
     area_id: str,
     start: Start,
     end: End,
@@ -350,6 +371,7 @@ async def area_traffic(
 ) -> AreaTrafficPage:
     """An area's traffic (its whole subtree) over [start, end) in buckets of ``step``, with
     totals for the whole range against the same range a week earlier."""
+    require_area(who, area_id, f"area {area_id}")
     return await _area_page(request, conn, area_id, start, end, step, limit, cursor)
 
 
@@ -359,9 +381,16 @@ async def area_traffic(
     responses={200: {"content": {"text/csv": {}}}},
 )
 async def area_traffic_csv(
-    request: Request, conn: Conn, area_id: str, start: Start, end: End, step: Step = "1h"
+    request: Request,
+    conn: Conn,
+    who: Viewer,
+    area_id: str,
+    start: Start,
+    end: End,
+    step: Step = "1h",
 ) -> Response:
     """The same series as CSV, every bucket of the range in one file."""
+    require_area(who, area_id, f"area {area_id}")
     page = await _area_page(request, conn, area_id, start, end, step, MAX_LIMIT * 100, None)
     fields = list(TrafficPoint.model_fields)
     return _csv(
@@ -375,7 +404,8 @@ async def area_traffic_csv(
 async def device_traffic(
     request: Request,
     conn: Conn,
-    device_id: str,
+    who: Viewer,
+    device_id: PlainPath,
     start: Start,
     end: End,
     step: Step = "15m",
@@ -383,12 +413,15 @@ async def device_traffic(
     cursor: Cursor = None,
 ) -> DeviceTrafficPage:
     """One traffic sensor's series over [start, end) in buckets of ``step``."""
+    await require_device(conn, who, device_id)
     found = await rows(conn, "SELECT kind FROM devices WHERE id = %(d)s", {"d": device_id})
     if not found:
         raise HTTPException(404, f"device {device_id} does not exist")
     if found[0]["kind"] != "traffic_sensor":
-        raise HTTPException(
-            422, f"device {device_id} is a {found[0]['kind']}: only traffic sensors are rolled up"
+        raise invalid(
+            "path",
+            "device_id",
+            f"device {device_id} is a {found[0]['kind']}: only traffic sensors are rolled up",
         )
     tz = _tz(request)
     s, e, p0, p1, nxt = _window(start, end, step, tz, limit, cursor)
@@ -420,10 +453,13 @@ async def _availability(
     cursor: str | None,
 ) -> AvailabilityPage:
     tz = _tz(request)
+    for name, d in (("first_day", first_day), ("last_day", last_day)):
+        if not EARLIEST.date() <= d < LATEST.date():
+            raise invalid("query", name, f"{name} must lie in {EARLIEST:%Y}..{LATEST:%Y}")
     if last_day < first_day:
-        raise HTTPException(422, "last_day must not be before first_day")
+        raise invalid("query", "last_day", "last_day must not be before first_day")
     if (last_day - first_day).days >= MAX_REPORT_DAYS:
-        raise HTTPException(422, f"a report covers at most {MAX_REPORT_DAYS} days")
+        raise invalid("query", "last_day", f"a report covers at most {MAX_REPORT_DAYS} days")
     tree = await read.areas(conn)
     if area_id:
         unknown = [a for a in area_id if a not in tree]
@@ -439,9 +475,11 @@ async def _availability(
         try:
             d0 = date.fromisoformat(cursor)
         except ValueError:
-            raise HTTPException(422, "cursor is not a day: pass back next_cursor") from None
+            raise invalid("query", "cursor", "cursor is not a day: pass back next_cursor") from None
         if not first_day <= d0 <= last_day:
-            raise HTTPException(422, "cursor does not belong to this range: pass next_cursor")
+            raise invalid(
+                "query", "cursor", "cursor does not belong to this range: pass next_cursor"
+            )
     per_day = max(1, len(ids) * len(kinds))
     d1 = min(last_day, d0 + timedelta(days=max(1, limit // per_day) - 1))
     got = await read.availability_report(
@@ -474,13 +512,14 @@ async def _availability(
 AreaIds = Annotated[
     list[str] | None, Query(description="areas (repeatable); default: the province and its areas")
 ]
-Days = Annotated[date, Query(description="local calendar day")]
+Days = Annotated[date, Query(description="local calendar day (years 2000..2099)")]
 
 
 @router.get("/availability", response_model=AvailabilityPage)
 async def availability(
     request: Request,
     conn: Conn,
+    who: Viewer,
     first_day: Days,
     last_day: Days,
     area_id: AreaIds = None,
@@ -490,7 +529,17 @@ async def availability(
 ) -> AvailabilityPage:
     """Availability of sensors and cameras per area and local day: the share of 5-minute
     slots with data, maintenance windows excluded, against the same weekday a week before."""
+    area_id = _scoped(who, area_id)
     return await _availability(request, conn, first_day, last_day, area_id, kind, limit, cursor)
+
+
+def _scoped(who: Principal, area_ids: list[str] | None) -> list[str] | None:
+    """The asked areas (each must be the user's), or the user's own area by default."""
+    if not area_ids:
+        return None if who.province else [who.area_id]
+    for a in area_ids:
+        require_area(who, a, f"area {a}")
+    return area_ids
 
 
 @router.get(
@@ -499,12 +548,14 @@ async def availability(
 async def availability_csv(
     request: Request,
     conn: Conn,
+    who: Viewer,
     first_day: Days,
     last_day: Days,
     area_id: AreaIds = None,
     kind: Kind | None = None,
 ) -> Response:
     """The availability report as CSV (every row of the range in one file)."""
+    area_id = _scoped(who, area_id)
     page = await _availability(
         request, conn, first_day, last_day, area_id, kind, MAX_LIMIT * 100, None
     )

@@ -14,14 +14,15 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from ioc.api.auth import PictureViewer, Viewer, client_ip, require_device
 from ioc.api.deps import Conn
+from ioc.api.schemas import PlainPath
 from ioc.db.cameras import latest_thumbnail
 from ioc.db.seed import load_geography
 from ioc.domain.device_status import device_status, traffic_sensor_status
@@ -294,9 +295,10 @@ class _Acc:
 
 
 @router.get("/api/v1/summary/leader", response_model=LeaderSummary, tags=["dashboard"])
-async def leader_summary(request: Request, conn: Conn) -> LeaderSummary:
+async def leader_summary(request: Request, conn: Conn, who: Viewer) -> LeaderSummary:
     """How the province is doing now and today: availability, congestion, alerts, hotspots,
-    the 24-hour trend. Read-only; the leaders' tablet page shows exactly these numbers."""
+    the 24-hour trend. Read-only; the leaders' tablet page shows exactly these numbers.
+    A user of one district or commune gets the figures of their area only."""
     tz_name = _timezone(request.app.state.settings.areas_file)
     now = (await _rows(conn, "SELECT now() AS now"))[0]["now"]
     local = now.astimezone(ZoneInfo(tz_name))
@@ -315,6 +317,7 @@ async def leader_summary(request: Request, conn: Conn) -> LeaderSummary:
            WHERE d.enabled AND d.kind IN ('traffic_sensor', 'camera')""",
         {"ff": DEFAULT_FREE_FLOW_KMH},
     )
+    fleet = [d for d in fleet if who.sees(d["area_id"])]
     maint = await _maintenance(conn, tree, fleet, min(day_start, now), now + timedelta(seconds=1))
     maint_ids = [d for d, ws in maint.items() if ws]
     seen = {
@@ -347,6 +350,7 @@ async def leader_summary(request: Request, conn: Conn) -> LeaderSummary:
         "SELECT device_id, area_id, severity FROM alerts WHERE status = ANY(%(s)s)",
         {"s": list(ACTIVE)},
     )
+    alerts = [a for a in alerts if who.sees(a["area_id"])]
 
     total, per_area = _Acc(), defaultdict[str, _Acc](_Acc)
     hotspots: list[Hotspot] = []
@@ -453,6 +457,7 @@ async def leader_summary(request: Request, conn: Conn) -> LeaderSummary:
                 alerts=alert_counts(counts[g["id"]]),
             )
             for g in sorted(tree.groups, key=lambda g: g["name"])
+            if who.province or g["id"] in per_area or g["id"] in counts
         ],
         hotspots=hotspots[:5],
         trend=await _trend(conn, _floor(now, TREND_BUCKET), fleet),
@@ -464,6 +469,7 @@ async def _trend(conn: Conn, end: datetime, fleet: list[Any]) -> list[TrendPoint
     start = end - TREND_SPAN
     sensors = sum(1 for d in fleet if d["kind"] == "traffic_sensor")
     cameras = sum(1 for d in fleet if d["kind"] == "camera")
+    ids = [d["id"] for d in fleet]
     traffic = {
         r["b"]: r
         for r in await _rows(
@@ -472,13 +478,14 @@ async def _trend(conn: Conn, end: datetime, fleet: list[Any]) -> list[TrendPoint
                    SELECT time_bucket('15 minutes', o.time) AS b, o.device_id,
                           avg(o.average_speed) AS v, sum(o.intensity) AS n, count(*) AS c
                    FROM traffic_observations o JOIN devices d ON d.id = o.device_id AND d.enabled
-                   WHERE o.time >= %(t0)s AND o.time < %(t1)s GROUP BY 1, 2)
+                   WHERE o.time >= %(t0)s AND o.time < %(t1)s AND o.device_id = ANY(%(ids)s)
+                   GROUP BY 1, 2)
                SELECT per.b, sum(per.v * per.c) / sum(per.c) AS speed, sum(per.n) AS vehicles,
                       count(*) AS sensors,
                       count(*) FILTER (WHERE per.v < %(k)s * coalesce(
                           (d.metadata->>'free_flow_kmh')::float, %(ff)s)) AS congested
                FROM per JOIN devices d ON d.id = per.device_id GROUP BY per.b""",
-            {"t0": start, "t1": end, "k": CONGESTED_BELOW, "ff": DEFAULT_FREE_FLOW_KMH},
+            {"t0": start, "t1": end, "k": CONGESTED_BELOW, "ff": DEFAULT_FREE_FLOW_KMH, "ids": ids},
         )
     }
     good = {
@@ -487,8 +494,9 @@ async def _trend(conn: Conn, end: datetime, fleet: list[Any]) -> list[TrendPoint
             conn,
             """SELECT time_bucket('15 minutes', h.time) AS b, count(DISTINCT h.device_id) AS n
                FROM camera_health h JOIN devices d ON d.id = h.device_id AND d.enabled
-               WHERE h.time >= %(t0)s AND h.time < %(t1)s AND h.status = 'ok' GROUP BY 1""",
-            {"t0": start, "t1": end},
+               WHERE h.time >= %(t0)s AND h.time < %(t1)s AND h.status = 'ok'
+                 AND h.device_id = ANY(%(ids)s) GROUP BY 1""",
+            {"t0": start, "t1": end, "ids": ids},
         )
     }
     points = []
@@ -514,7 +522,7 @@ _RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 
 @router.get("/api/v1/summary/wall", response_model=list[WallCamera], tags=["dashboard"])
-async def wall_cameras(conn: Conn) -> list[WallCamera]:
+async def wall_cameras(conn: Conn, who: Viewer) -> list[WallCamera]:
     """Every camera with its state, its worst open alert and when its thumbnail was taken."""
     now = (await _rows(conn, "SELECT now() AS now"))[0]["now"]
     tree = _Tree(await _rows(conn, "SELECT id, parent_id, name, name_en FROM areas"))
@@ -527,6 +535,7 @@ async def wall_cameras(conn: Conn) -> list[WallCamera]:
            LEFT JOIN camera_thumbnails t ON t.device_id = d.id
            WHERE d.kind = 'camera' AND d.enabled ORDER BY d.name, d.id""",
     )
+    cams = [c for c in cams if who.sees(c["area_id"])]
     maint = await _maintenance(conn, tree, cams, now, now + timedelta(seconds=1))
     open_alerts: dict[str, list[Any]] = defaultdict(list)
     for a in await _rows(
@@ -587,11 +596,14 @@ async def wall_cameras(conn: Conn) -> list[WallCamera]:
     responses={200: {"content": {"image/jpeg": {}}}, 404: {"description": "no picture yet"}},
     tags=["dashboard"],
 )
-async def camera_thumbnail(device_id: str, conn: Conn) -> Response:
-    """The camera's latest picture (only the latest is kept). Not cached anywhere.
-
-    Sign-in is still to come (security issue): until then anyone who reaches the API sees it.
-    """
+async def camera_thumbnail(
+    device_id: PlainPath, conn: Conn, request: Request, who: PictureViewer
+) -> Response:
+    """The camera's latest picture (only the latest is kept). Not cached anywhere. Pictures
+    show people: only roles allowed to see them, in their own area, and every view is audited
+    (one audit row per user, camera and 10 minutes, with the number of views)."""
+    await require_device(conn, who, device_id)
+    await _note_view(conn, who.username, device_id, client_ip(request))
     got = await latest_thumbnail(conn, device_id)
     if got is None:
         raise HTTPException(404, f"no thumbnail for camera {device_id}")
@@ -608,10 +620,11 @@ async def camera_thumbnail(device_id: str, conn: Conn) -> Response:
 
 @router.get("/api/v1/devices/{device_id}/series", response_model=DeviceSeries, tags=["dashboard"])
 async def device_series(
-    device_id: str, conn: Conn, hours: float = Query(6, gt=0, le=48)
+    device_id: PlainPath, conn: Conn, who: Viewer, hours: float = Query(6, gt=0, le=48)
 ) -> DeviceSeries:
     """The device's recent history in buckets: traffic speed, vehicles and occupancy, or camera
     fps and picture health. Buckets without data are absent (a gap in the chart)."""
+    await require_device(conn, who, device_id)
     dev = await _rows(
         conn, "SELECT kind, now() AS now FROM devices WHERE id = %(id)s", {"id": device_id}
     )
@@ -663,20 +676,12 @@ async def device_series(
     )
 
 
-# ------------------------------------------------------------------------------- pages ---
-
-Page = Literal["wall.html", "leader.html"]
-
-
-def _page(request: Request, name: Page) -> FileResponse:
-    return FileResponse(request.app.state.settings.frontend_dir / name)
-
-
-@router.get("/wall", include_in_schema=False)
-async def wall_page(request: Request) -> FileResponse:
-    return _page(request, "wall.html")
-
-
-@router.get("/leader", include_in_schema=False)
-async def leader_page(request: Request) -> FileResponse:
-    return _page(request, "leader.html")
+async def _note_view(conn: Conn, username: str, device_id: str, ip: str | None) -> None:
+    await conn.execute(
+        """INSERT INTO picture_views (bucket, username, device_id, ip)
+           VALUES (time_bucket('10 minutes', now()), %s, %s, %s)
+           ON CONFLICT (bucket, username, device_id)
+           DO UPDATE SET views = picture_views.views + 1, last_at = now(),
+                         ip = coalesce(EXCLUDED.ip, picture_views.ip)""",
+        (username, device_id, ip),
+    )

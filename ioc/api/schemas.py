@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from fastapi import HTTPException, Path
+from pydantic import BaseModel, Field, field_validator
+
+# Text that reaches the database: PostgreSQL text cannot hold NUL (U+0000), so input with one is
+# refused as invalid (422) here rather than failing in SQL (500).
+PLAIN = r"^[^\x00]*$"
+PlainPath = Annotated[str, Path(pattern=PLAIN)]  # a path parameter that goes into SQL
+# Times a request may name lie within these years: nothing is recorded outside them, and the
+# bound keeps date arithmetic (a week back, local days) and the database's own range (psycopg
+# cannot read a timestamp before year 1 or after 9999, e.g. "0001-01-01T00:00+05:00") safe.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def invalid(where: Literal["path", "query", "body"], name: str, message: str) -> HTTPException:
+    """A 422 in the shape FastAPI gives its own validation errors (and the schema declares for
+    every route): ``detail`` is a list of {loc, msg, type}, ``loc`` naming the input at fault."""
+    return HTTPException(422, [{"type": "value_error", "loc": [where, name], "msg": message}])
 
 
 class AreaOut(BaseModel):
@@ -83,23 +100,32 @@ class SequenceQualityOut(BaseModel):
 
 
 class AckIn(BaseModel):
-    note: str | None = Field(default=None, max_length=2000)
+    note: str | None = Field(default=None, max_length=2000, pattern=PLAIN)
 
 
 class NoteIn(BaseModel):
-    note: str = Field(min_length=1, max_length=2000)
+    note: str = Field(min_length=1, max_length=2000, pattern=PLAIN)
 
 
 class AssignIn(BaseModel):
-    assignee: str | None = Field(default=None, max_length=100, description="null unassigns")
+    assignee: str | None = Field(
+        default=None, max_length=100, pattern=PLAIN, description="null unassigns"
+    )
 
 
 class MaintenanceIn(BaseModel):
-    device_id: str | None = None
-    area_id: str | None = None
+    device_id: str | None = Field(default=None, pattern=PLAIN)
+    area_id: str | None = Field(default=None, pattern=PLAIN)
     starts_at: datetime | None = Field(default=None, description="default: now")
     ends_at: datetime
-    reason: str = Field(min_length=1, max_length=500)
+    reason: str = Field(min_length=1, max_length=500, pattern=PLAIN)
+
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _within_range(cls, t: datetime | None) -> datetime | None:
+        if t is not None and not EARLIEST <= t.replace(tzinfo=t.tzinfo or UTC) <= LATEST:
+            raise ValueError(f"must lie in {EARLIEST:%Y}..{LATEST:%Y}")
+        return t
 
 
 class MaintenanceOut(BaseModel):

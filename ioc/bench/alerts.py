@@ -27,7 +27,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from websockets.asyncio.client import connect as ws_connect
 
-from ioc.bench.common import isolated_stack, spawn, wait_for_line, wait_http
+from ioc.bench.common import (
+    bearer,
+    bench_token,
+    isolated_stack,
+    spawn,
+    wait_for_line,
+    wait_http,
+)
 from ioc.config import Settings
 from ioc.domain import wire
 
@@ -134,11 +141,13 @@ def bare_mqtt_latencies(settings: Settings, probes: int) -> list[float]:
     return out
 
 
-async def pipeline_latencies(settings: Settings, url: str, probes: int) -> tuple[list[float], int]:
+async def pipeline_latencies(
+    settings: Settings, url: str, probes: int, token: str
+) -> tuple[list[float], int]:
     pub = _client(settings, "bench-probe")
     out: list[float] = []
     missed = 0
-    async with ws_connect(url + "?kind=alert.") as ws:
+    async with ws_connect(url + "?kind=alert.", additional_headers=bearer(token)) as ws:
         assert json.loads(await ws.recv())["type"] == "snapshot"
         for i in range(probes):
             dev = f"ts-{BACKGROUND + 1 + i % (SENSORS - BACKGROUND):05d}"
@@ -232,7 +241,8 @@ def main(settings: Settings, quick: bool) -> dict[str, Any]:
             url = f"ws://127.0.0.1:{bench.api_port}/api/v1/stream"
             # One warm-up probe first (not counted): the first alert of a fresh process pays
             # for connections and query plans once, which a running centre has long paid.
-            ours, missed = asyncio.run(pipeline_latencies(bench, url, probes + 1))
+            token = asyncio.run(bench_token(bench, f"http://127.0.0.1:{bench.api_port}"))
+            ours, missed = asyncio.run(pipeline_latencies(bench, url, probes + 1, token))
             ours = ours[1:] if not missed else ours
             bg.stop.set()
             bg.join(10)

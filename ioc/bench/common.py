@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ioc.config import Settings
+from ioc.config import METRICS_PORT_FIELDS, Settings
 
 ENV_FIELDS = (
     "state_dir",
@@ -29,6 +29,9 @@ ENV_FIELDS = (
     "environment",
     "rules_file",
     "ingest_metrics_port",
+    "rtsp_metrics_port",
+    "alerts_metrics_port",
+    "rollups_metrics_port",
     "rtsp_port",
 )
 
@@ -66,7 +69,7 @@ def isolated_stack(settings: Settings, *, sensors: int) -> Iterator[Settings]:
             "pg_port": free_port(),
             "mqtt_port": free_port(),
             "api_port": free_port(),
-            "ingest_metrics_port": 0,
+            **dict.fromkeys(METRICS_PORT_FIELDS, 0),  # never the running centre's ports
             "sim_sensors": sensors,
             "database_url": None,
         }
@@ -133,3 +136,67 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
         time.sleep(0.2)
+
+
+# ------------------------------------------------------------------------------ sign-in ---
+
+
+def user_password(username: str) -> str:
+    """The password benches and tests give the users they make (never used outside them)."""
+    return f"{username}-bench-password"
+
+
+async def ensure_user(
+    dsn: str, username: str, *, role: str = "admin", area: str | None = None
+) -> str:
+    """Make ``username`` (if missing) with ``role`` over ``area`` (default: the root area);
+    returns its password."""
+    from ioc.db.connect import connect
+    from ioc.security import users
+
+    conn = await connect(dsn, autocommit=True)
+    try:
+        if await users.get_user(conn, username) is None:
+            if area is None:
+                cur = await conn.execute("SELECT id FROM areas WHERE parent_id IS NULL LIMIT 1")
+                row = await cur.fetchone()
+                assert row is not None, "no areas: seed the database first"
+                area = row["id"]
+            await users.add_user(
+                conn,
+                username=username,
+                role=role,
+                area_id=area,
+                password=user_password(username),
+                actor="bench",
+            )
+    finally:
+        await conn.close()
+    return user_password(username)
+
+
+def login(base_url: str, username: str, password: str) -> str:
+    """Sign in over HTTP; the access token for ``Authorization: Bearer``."""
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(
+        base_url.rstrip("/") + "/api/v1/auth/login",
+        data=json.dumps({"username": username, "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 (our own API)
+        return str(json.loads(r.read())["access_token"])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def bench_token(
+    settings: Settings, base_url: str, username: str = "bench", role: str = "admin"
+) -> str:
+    """A user for a benchmark or test, signed in: its access token."""
+    password = await ensure_user(settings.dsn, username, role=role)
+    return await asyncio.to_thread(login, base_url, username, password)

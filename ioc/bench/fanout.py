@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from ioc.bench.common import free_port, isolated_stack, spawn, wait_http
+from ioc.bench.common import bench_token, free_port, isolated_stack, spawn, wait_http
 from ioc.config import Settings
 from ioc.db import events
 from ioc.db.connect import connect
@@ -31,13 +32,16 @@ from ioc.db.connect import connect
 CLIENT_PROCS = 4
 
 
-def _clients(url: str, clients: int, seconds: float) -> list[subprocess.Popen[str]]:
+def _clients(
+    url: str, clients: int, seconds: float, token: str = ""
+) -> list[subprocess.Popen[str]]:
     per = [clients // CLIENT_PROCS + (i < clients % CLIENT_PROCS) for i in range(CLIENT_PROCS)]
     return [
         subprocess.Popen(
             [sys.executable, "-m", "ioc.bench.fanout_client", url, str(n), str(seconds)],
             stdout=subprocess.PIPE,
             text=True,
+            env={**os.environ, "IOC_BENCH_TOKEN": token},  # not in argv: ps shows argv
         )
         for n in per
         if n
@@ -107,7 +111,9 @@ def ours(bench: Settings, clients: int, rate: float, seconds: float, logs: Path)
     )
     try:
         wait_http(f"http://127.0.0.1:{bench.api_port}/api/v1/health", api, 60)
-        procs = _clients(f"ws://127.0.0.1:{bench.api_port}/api/v1/stream", clients, seconds + 5)
+        base = f"127.0.0.1:{bench.api_port}"
+        token = asyncio.run(bench_token(bench, f"http://{base}"))
+        procs = _clients(f"ws://{base}/api/v1/stream", clients, seconds + 5, token)
         for p in procs:
             _line(p, "ready", 240)
         cpu = psutil.Process(api.pid)

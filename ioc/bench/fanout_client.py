@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import sys
 import time
@@ -26,7 +27,9 @@ async def client(url: str, stats: dict[str, Any], ready: asyncio.Event) -> None:
     n, last, gaps, lat = 0, None, 0, []
     last_at = 0.0
     try:
-        async with connect(url, open_timeout=60, max_queue=None) as ws:
+        token = os.environ.get("IOC_BENCH_TOKEN")
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        async with connect(url, open_timeout=60, max_queue=None, additional_headers=headers) as ws:
             stats["connected"] += 1
             if stats["connected"] == stats["clients"]:
                 ready.set()

@@ -39,14 +39,22 @@ async def get(conn: psycopg.AsyncConnection[Any], alert_id: int) -> dict[str, An
 
 
 async def list_alerts(
-    conn: psycopg.AsyncConnection[Any], *, open_only: bool = True, limit: int = 500
+    conn: psycopg.AsyncConnection[Any],
+    *,
+    open_only: bool = True,
+    limit: int = 500,
+    areas: frozenset[str] | None = None,
 ) -> list[dict[str, Any]]:
-    where = "WHERE a.status <> 'resolved'" if open_only else ""
+    """Newest first; only alerts of ``areas`` when given."""
+    where = ["a.status <> 'resolved'"] if open_only else []
+    if areas is not None:
+        where.append("a.area_id = ANY(%(areas)s)")
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
     async with conn.cursor() as cur:
         await cur.execute(
             f"SELECT {ALERT_COLUMNS} FROM alerts a JOIN devices d ON d.id = a.device_id "
-            f"{where} ORDER BY a.updated_at DESC, a.id DESC LIMIT %s",
-            (limit,),
+            f"{clause} ORDER BY a.updated_at DESC, a.id DESC LIMIT %(limit)s",
+            {"limit": limit, "areas": None if areas is None else list(areas)},
         )
         return list(await cur.fetchall())
 
@@ -62,11 +70,15 @@ async def open_for_rule(conn: psycopg.AsyncConnection[Any], rule_id: str) -> lis
 
 
 async def _emit(
-    conn: psycopg.AsyncConnection[Any], alert_id: int, kind: str, actor: str
+    conn: psycopg.AsyncConnection[Any],
+    alert_id: int,
+    kind: str,
+    actor: str,
+    event_fields: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     row = await get(conn, alert_id)
     assert row is not None
-    payload = to_json(row)
+    payload = to_json(row) | (event_fields or {})
     await events.append(
         conn,
         kind=kind,
@@ -92,8 +104,10 @@ async def open_alert(
     status: str,
     at: datetime | None = None,
     suppressed_by: str | None = None,
+    event_fields: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
-    """Open a (rule, device) alert unless one is open already (then None: nothing happened)."""
+    """Open a (rule, device) alert unless one is open already (then None: nothing happened).
+    ``event_fields`` are added to the event's payload (e.g. ``correlation_id``)."""
     firing = status in ("firing", "flapping")
     parent = (
         int(suppressed_by[6:]) if suppressed_by and suppressed_by.startswith("alert:") else None
@@ -127,7 +141,7 @@ async def open_alert(
         row = await cur.fetchone()
     if row is None:
         return None
-    return await _emit(conn, int(row["id"]), f"alert.{status}", "system")
+    return await _emit(conn, int(row["id"]), f"alert.{status}", "system", event_fields)
 
 
 async def transition(
@@ -142,13 +156,15 @@ async def transition(
     at: datetime | None = None,
     kind: str | None = None,
     emit: bool = True,
+    event_fields: dict[str, Any] | None = None,
     **extra: Any,
 ) -> dict[str, Any] | None:
     """Move an alert from one of ``expected`` to ``to``; None when it was not in that state.
 
     ``at`` is the evaluator's clock (defaults to the database's ``now()``); ``kind`` names the
     event when it is not ``alert.<to>`` (e.g. ``alert.escalated``); ``extra`` sets whitelisted
-    columns; ``emit=False`` records nothing in the events (bookkeeping only).
+    columns; ``emit=False`` records nothing in the events (bookkeeping only);
+    ``event_fields`` are added to the event's payload.
     """
     unknown = set(extra) - _EXTRA
     if unknown:
@@ -190,7 +206,7 @@ async def transition(
             return None
     if not emit:
         return {"id": alert_id}
-    return await _emit(conn, alert_id, kind or f"alert.{to}", actor)
+    return await _emit(conn, alert_id, kind or f"alert.{to}", actor, event_fields)
 
 
 async def add_note(

@@ -98,12 +98,28 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+@dataclass(frozen=True)
+class LeaseCycle:
+    mine: list[str]  # cameras this worker holds now
+    taken_over: list[str]  # of those, taken from another worker whose lease had expired
+    unowned: int  # enabled cameras of the pool that no live lease holds, after this cycle
+
+
 async def lease_cycle(
     conn: psycopg.AsyncConnection[Any], *, worker_id: str, pool: str, ttl_s: float
 ) -> list[str]:
     """Heartbeat, then renew / give back / take leases up to the fair share. Returns the
     cameras this worker holds now. One transaction."""
+    cycle = await lease_cycle_detail(conn, worker_id=worker_id, pool=pool, ttl_s=ttl_s)
+    return cycle.mine
+
+
+async def lease_cycle_detail(
+    conn: psycopg.AsyncConnection[Any], *, worker_id: str, pool: str, ttl_s: float
+) -> LeaseCycle:
+    """:func:`lease_cycle`, also telling the takeovers and the cameras left unowned."""
     ttl = f"{ttl_s} seconds"
+    taken_over: list[str] = []
     async with conn.transaction(), conn.cursor() as cur:
         await cur.execute(
             """INSERT INTO camera_workers (worker_id, pool, hostname, pid, expires_at)
@@ -146,20 +162,35 @@ async def lease_cycle(
         )
         if len(mine) < share and not give_back:
             await cur.execute(
-                f"""UPDATE camera_leases l
-                    SET holder = %(me)s, expires_at = now() + %(ttl)s::interval,
-                        acquired_at = now(), generation = l.generation + 1
-                    WHERE l.device_id IN (
-                        SELECT c.device_id FROM camera_leases c JOIN devices d ON d.id = c.device_id
+                f"""WITH free AS (
+                        SELECT c.device_id, c.holder AS was
+                        FROM camera_leases c JOIN devices d ON d.id = c.device_id
                         WHERE d.kind = 'camera' AND d.enabled AND {POOL} = %(pool)s
                           AND (c.holder IS NULL OR c.expires_at < now())
                         ORDER BY c.device_id LIMIT %(n)s FOR UPDATE OF c SKIP LOCKED)
+                    UPDATE camera_leases l
+                    SET holder = %(me)s, expires_at = now() + %(ttl)s::interval,
+                        acquired_at = now(), generation = l.generation + 1
+                    FROM free
+                    WHERE l.device_id = free.device_id
                       AND (l.holder IS NULL OR l.expires_at < now() OR l.holder = %(me)s)
-                    RETURNING l.device_id""",
+                    RETURNING l.device_id, free.was""",
                 {"me": worker_id, "ttl": ttl, "pool": pool, "n": share - len(mine)},
             )
-            mine = sorted(mine + _col(await cur.fetchall()))
-    return mine
+            taken = [
+                (r["device_id"], r["was"]) if isinstance(r, dict) else (r[0], r[1])
+                for r in await cur.fetchall()
+            ]
+            mine = sorted(mine + [d for d, _ in taken])
+            taken_over = sorted(d for d, was in taken if was not in (None, worker_id))
+        await cur.execute(
+            f"""SELECT count(*) AS n FROM camera_leases l JOIN devices d ON d.id = l.device_id
+                WHERE d.kind = 'camera' AND d.enabled AND {POOL} = %s
+                  AND (l.holder IS NULL OR l.expires_at < now())""",
+            (pool,),
+        )
+        unowned = _n(await cur.fetchone())
+    return LeaseCycle(mine, taken_over, unowned)
 
 
 async def retire_worker(conn: psycopg.AsyncConnection[Any], worker_id: str) -> None:
@@ -336,17 +367,35 @@ def _last(s: CameraState, worker_id: str) -> dict[str, Any]:
 
 async def upsert_thumbnail(
     conn: psycopg.AsyncConnection[Any], device_id: str, jpeg: bytes, taken_at: datetime,
-    width: int, height: int,
+    width: int, height: int, *, history_every_s: float | None = None,
 ) -> None:  # fmt: skip
-    """Replace the camera's one thumbnail (no history is kept: pictures of people)."""
-    await conn.execute(
-        """INSERT INTO camera_thumbnails (device_id, taken_at, width, height, jpeg)
+    """Replace the camera's one latest thumbnail. Pictures of people are personal data: by
+    default nothing else is kept. With ``history_every_s`` (``IOC_THUMBNAIL_HISTORY_HOURS`` > 0)
+    the picture also goes to ``camera_thumbnail_history`` when that camera has none from the
+    last ``history_every_s`` seconds (decided in the database, so it holds across workers);
+    ``ioc rollups`` drops its chunks after the configured hours (ioc/rollups/retention.py)."""
+    latest = """INSERT INTO camera_thumbnails (device_id, taken_at, width, height, jpeg)
            VALUES (%s, %s, %s, %s, %s)
            ON CONFLICT (device_id) DO UPDATE SET taken_at = excluded.taken_at,
              width = excluded.width, height = excluded.height, jpeg = excluded.jpeg
-           WHERE camera_thumbnails.taken_at < excluded.taken_at""",
-        (device_id, taken_at, width, height, jpeg),
-    )
+           WHERE camera_thumbnails.taken_at < excluded.taken_at"""
+    if history_every_s is None:
+        await conn.execute(latest, (device_id, taken_at, width, height, jpeg))
+        return
+    async with conn.transaction():
+        await conn.execute(latest, (device_id, taken_at, width, height, jpeg))
+        await conn.execute(
+            """INSERT INTO camera_thumbnail_history (device_id, taken_at, width, height, jpeg)
+               SELECT %(id)s, %(at)s, %(w)s, %(h)s, %(jpeg)s
+               WHERE NOT EXISTS (
+                 SELECT 1 FROM camera_thumbnail_history
+                 WHERE device_id = %(id)s
+                   AND taken_at > %(at)s - make_interval(secs => %(every)s)
+                   AND taken_at <= %(at)s)
+               ON CONFLICT DO NOTHING""",
+            {"id": device_id, "at": taken_at, "w": width, "h": height, "jpeg": jpeg,
+             "every": history_every_s},
+        )  # fmt: skip
 
 
 async def latest_thumbnail(

@@ -68,6 +68,12 @@ def device_id_from_availability_topic(topic: str) -> str | None:
     return _traffic_device(topic, "availability")
 
 
+def correlation_id(device_id: str, seq: int) -> str:
+    """A reading's identity, ``<device_id>/<seq>``: logged by ingest and carried by the alert it
+    triggers (``correlation_id`` in the alert event), so one id can be followed end to end."""
+    return f"{device_id}/{seq}"
+
+
 def parse_availability(payload: bytes) -> str | None:
     """``online`` / ``offline`` (the Last Will), or None for anything else."""
     text = payload.strip().decode("ascii", "replace").lower()

@@ -11,6 +11,10 @@ IOC_ROLLUP_RETENTION_1M_DAYS       the 1-minute tables only, if set (they are as
                                    table at one reading a minute: ~2.9 M rows a day for 2,000
                                    sensors)
 IOC_ROLLUP_RETENTION_EVERY_SECONDS how often retention runs (3600)
+IOC_THUMBNAIL_HISTORY_HOURS        past camera thumbnails (camera_thumbnail_history) are kept
+                                   this long; 0 (the default: no history) drops every past
+                                   chunk. The camera workers read the same variable
+                                   (ingest/rtsp/config.py, docs/privacy.md)
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class RollupSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="IOC_ROLLUP_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="IOC_ROLLUP_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,  # RollupSettings(thumbnail_history_hours=...) in tests
     )
 
     interval_seconds: float = Field(default=15.0, gt=0)
@@ -34,3 +42,8 @@ class RollupSettings(BaseSettings):
     retention_days: float = Field(default=730.0, gt=0)
     retention_1m_days: float | None = Field(default=None, gt=0)
     retention_every_seconds: float = Field(default=3600.0, gt=0)
+    thumbnail_history_hours: float = Field(
+        default=0.0,
+        ge=0,
+        validation_alias="IOC_THUMBNAIL_HISTORY_HOURS",  # shared with the camera workers
+    )

@@ -17,6 +17,7 @@ from ioc.rollups.levels import (
     SLOT,
     WEEK,
     Kpi,
+    ceil,
     day_bounds,
     day_start,
     floor,
@@ -268,8 +269,10 @@ async def area_stats(
     tot_lw = (await source.traffic_total(conn, [area_id], start - WEEK, end - WEEK)).get(
         area_id, Traffic()
     )
-    av = await source.availability_total(conn, [area_id], start, end)
-    av_lw = await source.availability_total(conn, [area_id], start - WEEK, end - WEEK)
+    # Availability is counted in 5-minute slots: a "1m" range counts the slots it touches.
+    a0, a1 = floor(start, SLOT.width), ceil(end, SLOT.width)
+    av = await source.availability_total(conn, [area_id], a0, a1)
+    av_lw = await source.availability_total(conn, [area_id], a0 - WEEK, a1 - WEEK)
 
     def congestion(d: dict[tuple[str, datetime], Traffic]) -> float | None:
         return pct(sum(t.congested for t in d.values()), sum(t.sensors for t in d.values()))

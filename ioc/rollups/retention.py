@@ -1,6 +1,11 @@
 """Retention by dropping whole chunks (``drop_chunks``): raw readings after 30 days, rollups
-after 2 years (``IOC_ROLLUP_*_DAYS``). Works on both TimescaleDB editions; a chunk goes only
-when all of it is older than the limit, so nothing younger than the limit is ever lost.
+after 2 years (``IOC_ROLLUP_*_DAYS``), past camera thumbnails after
+``IOC_THUMBNAIL_HISTORY_HOURS`` (0: no history, every past chunk goes). Works on both
+TimescaleDB editions; a chunk goes only when all of it is older than the limit, so nothing
+younger than the limit is ever lost.
+
+A camera's latest thumbnail (one row per camera, a plain table) is deleted once it is older than
+the raw limit: a camera that stopped sending does not keep a picture of people for ever.
 
 The maintainer never recomputes a bucket older than the raw limit (maintain.py), so dropping
 raw chunks never destroys a rollup.
@@ -20,6 +25,7 @@ from ioc.rollups.config import RollupSettings
 log = structlog.get_logger("ioc.rollups")
 
 RAW_TABLES = ("traffic_observations", "camera_health")
+THUMBNAIL_HISTORY = "camera_thumbnail_history"
 ROLLUP_TABLES = (
     "traffic_sensor_1m",
     "traffic_sensor_15m",
@@ -46,6 +52,7 @@ def policies(settings: RollupSettings) -> list[Policy]:
     out = [Policy(t, raw) for t in RAW_TABLES]
     out += [Policy(t, minute if t.endswith("_1m") else rollups) for t in ROLLUP_TABLES]
     out += [Policy(t, minute if t.endswith("_1m_ca") else rollups) for t in CAGGS]
+    out.append(Policy(THUMBNAIL_HISTORY, timedelta(hours=settings.thumbnail_history_hours)))
     return out
 
 
@@ -71,4 +78,18 @@ async def apply(
         if names:
             dropped[p.relation] = [str(n) for n in names]
             log.info("retention dropped chunks", relation=p.relation, chunks=len(names))
+    await expire_latest_thumbnails(conn, timedelta(days=settings.raw_retention_days))
     return dropped
+
+
+async def expire_latest_thumbnails(conn: psycopg.AsyncConnection[Any], keep: timedelta) -> int:
+    """Delete the latest thumbnails taken more than ``keep`` ago (cameras that stopped sending
+    pictures). Returns how many went."""
+    async with conn.cursor() as cur:
+        await cur.execute(
+            "DELETE FROM camera_thumbnails WHERE taken_at < now() - %s::interval", (keep,)
+        )
+        gone = cur.rowcount
+    if gone:
+        log.info("retention deleted stale latest thumbnails", thumbnails=gone)
+    return max(gone, 0)

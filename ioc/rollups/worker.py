@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import structlog
 
 from ioc.db.connect import connect, describe
+from ioc.rollups import metrics as m
 from ioc.rollups import retention
 from ioc.rollups.config import RollupSettings
 from ioc.rollups.licence import TSL, ensure_tsl, licence
@@ -33,6 +35,7 @@ class RollupWorker:
         self._stopping = asyncio.Event()
         self._maintainer: Maintainer | None = None
         self._retention_at = 0.0
+        self.last_tick_at: float | None = None  # monotonic end of the last good tick
 
     def stop(self) -> None:
         self._stopping.set()
@@ -46,13 +49,15 @@ class RollupWorker:
                     conn = await connect(self.dsn, autocommit=True)
                     self._maintainer = await self._start(conn)
                 assert self._maintainer is not None
+                started = time.monotonic()
                 result = await self._maintainer.tick(conn)
-                self._count(result)
+                self._count(result, time.monotonic() - started)
                 if time.monotonic() >= self._retention_at:
                     await retention.apply(conn, self.settings)
                     self._retention_at = time.monotonic() + self.settings.retention_every_seconds
                 backoff = 0.5
             except (psycopg.OperationalError, OSError, RuntimeError) as exc:
+                m.ERRORS.inc()
                 log.warning("rollup tick failed; retrying", error=describe(exc))
                 if conn is not None:
                     await conn.close()
@@ -87,9 +92,22 @@ class RollupWorker:
         )
         return Maintainer(self.settings, tsl=tsl)
 
-    def _count(self, r: TickResult) -> None:
+    def _count(self, r: TickResult, seconds: float) -> None:
         self.ticks += 1
         self.readings += r.readings
+        self.last_tick_at = time.monotonic()
+        m.TICKS.inc()
+        m.TICK_SECONDS.observe(seconds)
+        m.LAST_TICK.set_to_current_time()
+        m.READINGS.inc(r.readings)
+        m.TOO_LATE.inc(r.too_late)
+        now = datetime.now(UTC)
+        for name, mark in (
+            ("traffic", r.traffic_watermark),
+            ("availability", r.availability_watermark),
+        ):
+            if mark is not None:
+                m.LAG_SECONDS.labels(name).set(max((now - mark).total_seconds(), 0.0))
         if r.readings or r.slots or r.too_late:
             log.debug(
                 "rolled up",

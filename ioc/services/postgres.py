@@ -217,6 +217,10 @@ class PostgresService:
             "log_timezone = 'UTC'\n"
             "max_connections = 200\n"
             "max_locks_per_transaction = 256\n"
+            # One TimescaleDB scheduler per database plus its jobs: the tests and restores make
+            # many databases, and the default 8 worker slots leave some without a scheduler.
+            "max_worker_processes = 40\n"
+            "timescaledb.max_background_workers = 24\n"
         )
         self.run_as.chown(conf)
         main = self.data_dir / "postgresql.conf"

@@ -10,6 +10,7 @@ JSON-over-HTTP API on 127.0.0.1:
     POST /cameras/<n>/faults         {"fault": "frozen", "on": true}
     POST /cameras/<n>/clear          every fault of camera n off
     POST /clear                      every fault of every camera off
+    GET  /time, POST /time           the day/night cycle's time of day, {"hour": 22.5}
 """
 
 from __future__ import annotations
@@ -133,6 +134,13 @@ class SimulatorControl:
 
     def clear(self, camera: int | None = None) -> None:
         self._call("POST", "/clear" if camera is None else f"/cameras/{camera}/clear", {})
+
+    def time_of_day(self, hour: float | None = None) -> dict[str, float]:
+        """``{"hour": h, "day_seconds": d}``: the scenes' time of day (0 = midnight) and the
+        length of their day. With ``hour``, set it first (the cycle goes on from there)."""
+        body = None if hour is None else {"hour": hour}
+        reply = self._call("GET" if hour is None else "POST", "/time", body)
+        return {"hour": float(reply["hour"]), "day_seconds": float(reply["day_seconds"])}
 
     def wait_ready(
         self, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None

@@ -294,6 +294,19 @@ class Simulator:
                 "fps": self.args.fps,
                 "frames_sent": {str(c.index): c.frames for c in self.cameras.values()},
             }
+        if parts == ["time"]:  # the day/night cycle's time of day (scenarios: "at night")
+            clock = max(c.clock for c in self.cameras.values())
+            if method == "POST":
+                hour = body.get("hour")
+                if (
+                    isinstance(hour, bool)
+                    or not isinstance(hour, int | float)
+                    or not 0 <= hour < 24
+                ):
+                    return 400, {"error": "hour must be a number from 0 to 24"}
+                self.args.phase = (hour / 24 - clock / self.args.day_seconds) % 1.0
+            now = (self.args.phase + clock / self.args.day_seconds) % 1.0
+            return 200, {"hour": round(now * 24, 3), "day_seconds": self.args.day_seconds}
         if method == "POST" and parts == ["clear"]:
             for cam in self.cameras.values():
                 for fault in list(cam.faults):

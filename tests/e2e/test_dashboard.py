@@ -3,111 +3,54 @@ a demo day (ioc.bench.dashboard.populate_demo): operator actions reach a second 
 promotes a camera that gets an alert, the leader page shows the API's numbers, both languages
 have every string. Screenshots go to docs/screenshots/ (the ones in the docs come from here).
 
-The live path from the simulator to the map is tests/e2e/test_live_alert.py (ioc dev)."""
+Every browser context signs in through the sign-in page first (tests/e2e/conftest.py): the
+supervisor on the map (every action, maintenance included), an operator on the wall, a leader on
+the leaders' summary. The live path from the simulator to the map is tests/e2e/test_live_alert.py
+(ioc dev); signing in itself and what each role sees: tests/e2e/test_sign_in.py."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page
 
-from ioc.bench.common import wait_http
-from ioc.bench.dashboard import populate_demo
 from ioc.config import Settings
 from ioc.db import alerts as alerts_db
 from ioc.db.connect import connect
-from ioc.db.seed import load_geography, seed
-from tests.conftest import drop_database, env_for, free_port, own_database
+from tests.e2e.conftest import SHOTS, Centre, close_page, running_centre, signed_in_page
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
-LOGS = ROOT / "test-results"
-
-
-class Centre:
-    def __init__(self, url: str, settings: Settings, demo: dict[str, Any]) -> None:
-        self.url, self.settings, self.demo = url, settings, demo
-
-    def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=10) as r:
-            return json.loads(r.read())
 
 
 @pytest.fixture(scope="module")
 def centre(services: Settings) -> Iterator[Centre]:
-    async def prepare() -> tuple[Settings, str, dict[str, Any]]:
-        settings, name = await own_database(services, "ioc_dash")
-        conn = await connect(settings.dsn)
-        async with conn.transaction():
-            await seed(conn, load_geography(settings.areas_file), sensors=60, seed_value=58)
-            demo = await populate_demo(conn, settings.areas_file, now=datetime.now(UTC))
-        await conn.close()
-        return settings, name, demo
-
-    settings, name, demo = asyncio.run(prepare())
-    settings = settings.model_copy(update={"api_port": free_port()})
-    LOGS.mkdir(exist_ok=True)
-    log = LOGS / "dashboard-api.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ioc.cli", "api"],
-            env=env_for(settings, IOC_DATABASE_URL=str(settings.database_url)),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{settings.api_port}"
-    try:
-        wait_http(url + "/api/v1/health", proc, 60)  # log: test-results/dashboard-api.log
-        yield Centre(url, settings, demo)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        asyncio.run(drop_database(services, name))
+    with running_centre(services, "ioc_dash", "dashboard-api.log") as c:
+        yield c
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        b = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        await b.close()
-
-
-async def open_page(browser: Browser, url: str, w: int, h: int) -> Page:
-    page = await browser.new_page(viewport={"width": w, "height": h})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.errors = errors  # type: ignore[attr-defined]
-    await page.goto(url)
-    return page
+async def open_page(
+    browser: Browser, c: Centre, path: str, w: int, h: int, role: str = "operator"
+) -> Page:
+    """A fresh browser context signed in (through the sign-in form) as `role`, on `path`."""
+    return await signed_in_page(browser, c.url, c.users[role], path, w, h)
 
 
 async def map_page(
-    browser: Browser, c: Centre, w: int = 1920, h: int = 1080, lang: str = "vi"
+    browser: Browser,
+    c: Centre,
+    w: int = 1920,
+    h: int = 1080,
+    lang: str = "vi",
+    role: str = "supervisor",
 ) -> Page:
-    page = await open_page(browser, f"{c.url}/?lang={lang}", w, h)
-    await page.wait_for_function("window.iocState && window.iocState.interactive", timeout=20_000)
+    page = await open_page(browser, c, f"/?lang={lang}", w, h, role)
+    await page.wait_for_function(
+        "() => window.iocState && window.iocState.interactive", timeout=20_000
+    )
     await page.wait_for_selector('#conn-status[data-state="live"]', timeout=20_000)
     return page
 
@@ -160,7 +103,7 @@ async def test_map_devices_grouped_feed_panel_and_keyboard(
         await page.screenshot(path=str(SHOTS / "map.png"))
         # Zoomed out, devices gather by area: the worst state's shape and the alert count.
         await page.evaluate("iocState.map.setZoom(9, {animate: false})")
-        await page.wait_for_function("iocState.layer.clustered()")
+        await page.wait_for_function("() => iocState.layer.clustered()")
         await page.wait_for_timeout(300)
         await page.screenshot(path=str(SHOTS / "map-clusters.png"))
 
@@ -172,7 +115,7 @@ async def test_map_devices_grouped_feed_panel_and_keyboard(
         panel = page.locator(f'#device-panel[data-device-id="{black}"]')
         await panel.wait_for(timeout=5000)
         await page.wait_for_function(
-            "(() => { const i = document.querySelector('.dp-thumb img'); return i && !i.hidden && i.naturalWidth > 0; })()",
+            "() => (() => { const i = document.querySelector('.dp-thumb img'); return i && !i.hidden && i.naturalWidth > 0; })()",
             timeout=10_000,
         )
         assert "Màn hình đen" in await panel.inner_text()
@@ -192,7 +135,7 @@ async def test_map_devices_grouped_feed_panel_and_keyboard(
         assert await page.locator("#alert-feed > .alert-item").count() == 1
         assert not page.errors  # type: ignore[attr-defined]
     finally:
-        await page.close()
+        await close_page(page)
 
 
 async def test_operator_actions_reach_a_second_screen(centre: Centre, browser: Browser) -> None:
@@ -208,7 +151,7 @@ async def test_operator_actions_reach_a_second_screen(centre: Centre, browser: B
         await a.keyboard.type("Tổ CSGT số 5")
         await a.keyboard.press("Enter")
         await b.wait_for_function(
-            f"document.querySelector('#alert-feed .alert-item[data-alert-id=\"{alert_id}\"] .ai-assignee')?.textContent.includes('Tổ CSGT số 5')",
+            f"() => document.querySelector('#alert-feed .alert-item[data-alert-id=\"{alert_id}\"] .ai-assignee')?.textContent.includes('Tổ CSGT số 5')",
             timeout=10_000,
         )
         await item_a.locator('.act-btn[data-action="note"]').click()
@@ -223,7 +166,7 @@ async def test_operator_actions_reach_a_second_screen(centre: Centre, browser: B
         await a.keyboard.type("Sửa cảm biến")
         await item_a.locator('.ai-form button[type="submit"]').click()
         await b.wait_for_function(
-            f"iocState.maintenance.some(m => m.device_id === '{device}')", timeout=15_000
+            f"() => iocState.maintenance.some(m => m.device_id === '{device}')", timeout=15_000
         )
 
         await item_a.locator('.act-btn[data-action="resolve"]').click()
@@ -235,7 +178,7 @@ async def test_operator_actions_reach_a_second_screen(centre: Centre, browser: B
         await item_b.wait_for(state="detached", timeout=10_000)
         # No alert left on it: the second screen now shows the device as in maintenance.
         await b.wait_for_function(
-            f"iocState.devices.get('{device}')._state === 'maintenance'", timeout=5_000
+            f"() => iocState.devices.get('{device}')._state === 'maintenance'", timeout=5_000
         )
         history = centre.get(f"/api/v1/alerts/{alert_id}/history")
         assert [h["kind"] for h in history][-3:] == [
@@ -245,8 +188,8 @@ async def test_operator_actions_reach_a_second_screen(centre: Centre, browser: B
         ]
         assert not a.errors and not b.errors  # type: ignore[attr-defined]
     finally:
-        await a.close()
-        await b.close()
+        await close_page(a)
+        await close_page(b)
 
 
 # ----------------------------------------------------------------------------- wall ---
@@ -255,10 +198,10 @@ async def test_operator_actions_reach_a_second_screen(centre: Centre, browser: B
 async def test_wall_promotes_an_alerted_camera_and_frees_its_pictures(
     centre: Centre, browser: Browser
 ) -> None:
-    page = await open_page(browser, centre.url + "/wall", 1920, 1080)
+    page = await open_page(browser, centre, "/wall", 1920, 1080, "operator")
     try:
-        await page.wait_for_function("window.wallState && window.wallState.refreshes > 0")
-        await page.wait_for_function("wallState.thumbLoads >= 8", timeout=15_000)
+        await page.wait_for_function("() => window.wallState && window.wallState.refreshes > 0")
+        await page.wait_for_function("() => wallState.thumbLoads >= 8", timeout=15_000)
         await page.wait_for_selector('#conn-status[data-state="live"]', timeout=10_000)
         tiles = page.locator("#wall-grid .tile")
         first = await tiles.first.get_attribute("data-device-id")
@@ -277,7 +220,7 @@ async def test_wall_promotes_an_alerted_camera_and_frees_its_pictures(
         assert row is not None
         promoted = time.monotonic()
         await page.wait_for_function(
-            f"document.querySelector('#wall-grid .tile').dataset.deviceId === '{last}'",
+            f"() => document.querySelector('#wall-grid .tile').dataset.deviceId === '{last}'",
             timeout=15_000,
         )
         assert time.monotonic() - promoted < 8  # live: the event, not the 15-s re-read
@@ -295,7 +238,7 @@ async def test_wall_promotes_an_alerted_camera_and_frees_its_pictures(
             peak = max(peak, live["u"])
             await page.wait_for_timeout(250)
         await page.wait_for_function(
-            "wallState.objectUrls.size <= wallState.tiles.size", timeout=10_000
+            "() => wallState.objectUrls.size <= wallState.tiles.size", timeout=10_000
         )
         assert peak >= 8  # pictures were really held (and then let go)
 
@@ -306,7 +249,7 @@ async def test_wall_promotes_an_alerted_camera_and_frees_its_pictures(
         await page.screenshot(path=str(SHOTS / "wall-4k.jpg"), type="jpeg", quality=80)
         assert not page.errors  # type: ignore[attr-defined]
     finally:
-        await page.close()
+        await close_page(page)
 
 
 # --------------------------------------------------------------------------- leader ---
@@ -344,31 +287,32 @@ def vi_number(v: float | int, digits: int) -> str:
 async def test_leader_page_shows_the_api_numbers(
     centre: Centre, browser: Browser, w: int, h: int, name: str
 ) -> None:
-    page = await open_page(browser, centre.url + "/leader", w, h)
+    page = await open_page(browser, centre, "/leader", w, h, "leader")
     try:
-        await page.wait_for_function("window.leaderState && window.leaderState.loads > 0")
+        await page.wait_for_function("() => window.leaderState && window.leaderState.loads > 0")
         shown = await page_metrics(page)
         api = centre.get("/api/v1/summary/leader")
         page_gen = await page.evaluate("leaderState.summary.generated_at")
         if bucket(page_gen) != bucket(api["generated_at"]):  # a 5-min boundary between the reads
             await page.click("#ld-refresh")
-            await page.wait_for_function("leaderState.loads > 1")
+            await page.wait_for_function("() => leaderState.loads > 1")
             shown, api = await page_metrics(page), centre.get("/api/v1/summary/leader")
         assert len(shown) >= 4 + 2 * 5 + 5 * len(api["areas"])
         for path, (value, text) in shown.items():
             assert value == api_value(api, path), path
             if path.endswith("_pct"):
                 assert text == ("–" if value is None else vi_number(value, 1) + " %"), (path, text)
-        # Touch targets: every button at least 48 px high.
+        # Touch targets: every button on screen at least 48 px high (the user menu's too).
         heights = await page.evaluate(
-            "[...document.querySelectorAll('button')].map(b => b.getBoundingClientRect().height)"
+            "[...document.querySelectorAll('button')].filter(b => b.checkVisibility())"
+            ".map(b => b.getBoundingClientRect().height)"
         )
         assert min(heights) >= 48, heights
         assert not await page.evaluate("document.documentElement.scrollWidth > innerWidth")
         await page.screenshot(path=str(SHOTS / f"leader-{name}.png"), full_page=True)
         assert not page.errors  # type: ignore[attr-defined]
     finally:
-        await page.close()
+        await close_page(page)
 
 
 # -------------------------------------------------------------------------- locales ---
@@ -388,7 +332,9 @@ async def test_every_string_exists_in_both_languages(
             "document.querySelector('#alert-feed .alert-item[data-device-id^=\"ts-\"]').click()"
         )
         await page.locator("#device-panel .dp-chart").wait_for()
-        await page.wait_for_function("iocState.map.getZoom() >= 13 && !iocState.map._animatingZoom")
+        await page.wait_for_function(
+            "() => iocState.map.getZoom() >= 13 && !iocState.map._animatingZoom"
+        )
         await page.wait_for_timeout(900)  # the chart's series, the last frames of the flight
         assert await no_raw_strings(page) == {"missing": [], "raw": []}
         if lang == "en":
@@ -402,10 +348,10 @@ async def test_every_string_exists_in_both_languages(
         ):
             await page.goto(f"{centre.url}{path}?lang={lang}")
             await page.wait_for_function(
-                f"(() => {{ try {{ return {ready}; }} catch (e) {{ return false; }} }})()"
+                f"() => (() => {{ try {{ return {ready}; }} catch (e) {{ return false; }} }})()"
             )
             await page.wait_for_timeout(300)
             assert await no_raw_strings(page) == {"missing": [], "raw": []}, path
         assert not page.errors  # type: ignore[attr-defined]
     finally:
-        await page.close()
+        await close_page(page)

@@ -1,9 +1,9 @@
 """The whole centre (`ioc dev`) plus a real Chromium: a congestion caused at the simulator shows
-up live on the map page, an acknowledgement on one screen shows on another, Ctrl-C stops all."""
+up live on the map page, an acknowledgement on one screen shows on another, Ctrl-C stops all.
+Both screens are operators who signed in through the sign-in page (made with `ioc users add`)."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
@@ -13,15 +13,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 
 from ioc.bench.common import wait_http
 from ioc.config import Settings
 from tests.conftest import env_for
+from tests.e2e.conftest import Api, User, add_user, close_page, signed_in_page
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-results"
+
+
+@pytest.fixture(scope="module")
+def operator(services: Settings) -> User:
+    """An operator of the whole province, in the session's database (the one `ioc dev` uses)."""
+    return add_user(env_for(services), "live-operator", "operator", "VN-58", "Đỗ Thị Trực")
 
 
 @pytest.fixture(scope="module")
@@ -48,76 +54,63 @@ def centre(services: Settings) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
                 proc.wait(30)
 
 
-async def launch(p) -> Browser:  # type: ignore[no-untyped-def]
-    return await p.chromium.launch(
-        executable_path=CHROMIUM,
-        args=[
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ],
-    )
-
-
 async def test_congestion_alert_appears_live_and_ack_reaches_every_screen(
-    services: Settings, centre: tuple[str, subprocess.Popen[bytes]]
+    services: Settings,
+    centre: tuple[str, subprocess.Popen[bytes]],
+    operator: User,
+    browser: Browser,
 ) -> None:
     url, _ = centre
-    with urllib.request.urlopen(url + "/api/v1/devices?area_id=dong-xoai") as r:
-        names = {d["name"] for d in json.loads(r.read())}
+    names = {d["name"] for d in Api(url, operator).get("/api/v1/devices?area_id=dong-xoai")}
     assert names
-    async with async_playwright() as p:
-        browser = await launch(p)
-        try:
-            wall = await browser.new_page(viewport={"width": 1600, "height": 900})
-            other = await browser.new_page(viewport={"width": 1280, "height": 800})
-            for page in (wall, other):
-                await page.goto(url + "/")
-                await page.wait_for_selector('#conn-status[data-state="live"]', timeout=20_000)
-            # Markers for every seeded sensor, no tile server involved.
-            await wall.wait_for_function(
-                "window.iocState && [...window.iocState.devices.values()]"
-                f".filter(d => d.kind === 'traffic_sensor').length === {services.sim_sensors}",
-                timeout=20_000,
-            )
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "ioc.cli",
-                    "simulate",
-                    "congest",
-                    "--area",
-                    "dong-xoai",
-                    "--duration",
-                    "120",
-                ],
-                env=env_for(services),
-                check=True,
-                timeout=30,
-            )
-            caused = time.monotonic()
-            firing = wall.locator('#alert-feed .alert-item[data-status="firing"]')
-            await firing.first.wait_for(timeout=60_000)
-            seen_after = time.monotonic() - caused
-            text = await firing.first.inner_text()
-            assert any(name in text for name in names), text
-            assert seen_after < 45, f"alert took {seen_after:.1f}s to show"
-            await wall.screenshot(path=str(ARTIFACTS / "e2e-alert.png"))
+    # Two screens, each its own browser context signed in through the sign-in page.
+    wall = await signed_in_page(browser, url, operator, "/", 1600, 900)
+    other = await signed_in_page(browser, url, operator, "/", 1280, 800)
+    try:
+        for page in (wall, other):
+            await page.wait_for_selector('#conn-status[data-state="live"]', timeout=20_000)
+        # Markers for every seeded sensor, no tile server involved.
+        await wall.wait_for_function(
+            "() => window.iocState && [...window.iocState.devices.values()]"
+            f".filter(d => d.kind === 'traffic_sensor').length === {services.sim_sensors}",
+            timeout=20_000,
+        )
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "ioc.cli",
+                "simulate",
+                "congest",
+                "--area",
+                "dong-xoai",
+                "--duration",
+                "120",
+            ],
+            env=env_for(services),
+            check=True,
+            timeout=30,
+        )
+        caused = time.monotonic()
+        firing = wall.locator('#alert-feed .alert-item[data-status="firing"]')
+        await firing.first.wait_for(timeout=60_000)
+        seen_after = time.monotonic() - caused
+        text = await firing.first.inner_text()
+        assert any(name in text for name in names), text
+        assert seen_after < 45, f"alert took {seen_after:.1f}s to show"
+        await wall.screenshot(path=str(ARTIFACTS / "e2e-alert.png"))
 
-            alert_id = await firing.first.get_attribute("data-alert-id")
-            await other.locator(f'#alert-feed .alert-item[data-alert-id="{alert_id}"]').wait_for(
-                timeout=20_000
-            )
-            await wall.locator(f'.ack-btn[data-alert-id="{alert_id}"]').click()
-            await other.locator(
-                f'#alert-feed .alert-item[data-alert-id="{alert_id}"][data-status="acknowledged"]'
-            ).wait_for(timeout=15_000)
-        finally:
-            await browser.close()
+        alert_id = await firing.first.get_attribute("data-alert-id")
+        await other.locator(f'#alert-feed .alert-item[data-alert-id="{alert_id}"]').wait_for(
+            timeout=20_000
+        )
+        await wall.locator(f'.ack-btn[data-alert-id="{alert_id}"]').click()
+        await other.locator(
+            f'#alert-feed .alert-item[data-alert-id="{alert_id}"][data-status="acknowledged"]'
+        ).wait_for(timeout=15_000)
+    finally:
+        await close_page(wall)
+        await close_page(other)
 
 
 def test_ctrl_c_stops_everything(

@@ -171,6 +171,11 @@ async def test_healthy_cameras_come_up_with_baselines_and_thumbnails(
         "SELECT count(*) AS n FROM camera_thumbnails WHERE device_id = ANY(%s)", (camera_ids,)
     )
     assert (await cur.fetchone())["n"] == 6  # one row per camera, updated in place
+    cur = await db.execute(
+        "SELECT count(*) AS n FROM camera_thumbnail_history WHERE device_id = ANY(%s)",
+        (camera_ids,),
+    )
+    assert (await cur.fetchone())["n"] == 0  # history is off unless configured: latest only
     for _ in range(20):  # health rows come on their own cadence (1 s here)
         cur = await db.execute(
             "SELECT count(*) AS n FROM camera_health WHERE device_id = %s AND status = 'ok'",

@@ -203,7 +203,7 @@ async def test_last_will_marks_device_offline_and_api_says_why(
     import uvicorn
 
     from ioc.api.app import create_app
-    from tests.conftest import free_port
+    from tests.conftest import free_port, sign_in
 
     dev = "ts-00007"
     sensor = mqtt.Client(
@@ -238,6 +238,7 @@ async def test_last_will_marks_device_offline_and_api_says_why(
         while not server.started:
             await asyncio.sleep(0.05)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            await sign_in(http, services.dsn)
             devices = (await http.get("/api/v1/devices", params={"area_id": "VN-58"})).json()
         (state,) = [d for d in devices if d["id"] == dev]
         assert state["status"] == "offline" and "Last Will" in state["reason_en"]

@@ -121,3 +121,45 @@ async def test_the_role_rolls_up_new_readings_and_stops_when_told(
         worker.stop()
         await asyncio.wait_for(task, 10)
     assert task.done() and task.exception() is None
+
+
+async def test_past_thumbnails_go_by_whole_chunks_after_their_hours(
+    db: tuple[Conn, datetime],
+) -> None:
+    """History (1-hour chunks) is kept IOC_THUMBNAIL_HISTORY_HOURS; with 0 (history off) every
+    chunk that has ended goes. A latest thumbnail older than the raw limit goes too."""
+    conn, _ = db
+    now = (await (await conn.execute("SELECT now() AS t")).fetchone())["t"]  # type: ignore[index]
+    await conn.execute(
+        """INSERT INTO areas (id, parent_id, name, name_en, level, lat, lon, depth)
+           VALUES ('ret-p', NULL, 'P', 'P', 'province', 11.7, 106.7, 0) ON CONFLICT DO NOTHING"""
+    )
+    for cam in ("ret-cam-1", "ret-cam-2"):
+        await conn.execute(
+            "INSERT INTO devices (id, kind, name, area_id, lat, lon) VALUES"
+            " (%s, 'camera', 'c', 'ret-p', 11.7, 106.7)",
+            (cam,),
+        )
+    taken = [now - timedelta(hours=5), now - timedelta(hours=3), now - timedelta(minutes=90), now]
+    for t in taken:
+        await conn.execute(
+            "INSERT INTO camera_thumbnail_history (device_id, taken_at, width, height, jpeg)"
+            " VALUES ('ret-cam-1', %s, 320, 180, '\\xffd8ffd9'::bytea)",
+            (t,),
+        )
+    await conn.execute(
+        "INSERT INTO camera_thumbnails (device_id, taken_at, width, height, jpeg) VALUES"
+        " ('ret-cam-1', %s, 320, 180, '\\xffd8'), ('ret-cam-2', %s, 320, 180, '\\xffd8')",
+        (now, now - 31 * DAY),
+    )
+    history = "camera_thumbnail_history"
+
+    dropped = await retention.apply(conn, RollupSettings(thumbnail_history_hours=2))
+    assert await times(conn, history, "taken_at") == taken[2:]
+    assert len(dropped[history]) == 2  # the chunks of 5 and 3 hours ago, whole
+    assert await times(conn, "camera_thumbnails", "taken_at") == [now]  # 31 days old: gone
+
+    dropped = await retention.apply(conn, RollupSettings(thumbnail_history_hours=0))
+    assert await times(conn, history, "taken_at") == [now]  # only the chunk still open stays
+    assert len(dropped[history]) == 1
+    assert await chunks(conn, history) == 1

@@ -127,7 +127,7 @@ def test_mosquitto_requires_a_valid_login(running: LocalServices) -> None:
 
 
 def test_ingest_user_reads_shared_subscription(running: LocalServices) -> None:
-    """The ACL lets the ingest user consume ioc/# through a shared subscription."""
+    """The ACL lets the ingest user consume the traffic topics through a shared subscription."""
     s = running.settings
     got: list[bytes] = []
     granted: list[Any] = []
@@ -144,7 +144,7 @@ def test_ingest_user_reads_shared_subscription(running: LocalServices) -> None:
         return c
 
     def on_connect(c: mqtt.Client, _u: Any, _f: Any, _rc: Any, _p: Any) -> None:
-        c.subscribe(f"$share/{s.mqtt_share_group}/ioc/#", qos=1)
+        c.subscribe(f"$share/{s.mqtt_share_group}/ioc/v1/traffic/+/observation", qos=1)
 
     def on_subscribe(_c: mqtt.Client, _u: Any, _mid: int, codes: list[Any], _p: Any) -> None:
         granted.extend(codes)
@@ -165,7 +165,8 @@ def test_ingest_user_reads_shared_subscription(running: LocalServices) -> None:
     sim.loop_start()
     try:
         assert subscribed.wait(5) and not granted[0].is_failure
-        sim.publish("ioc/test/sensor-1", b'{"ok": true}', qos=1).wait_for_publish(5)
+        topic = "ioc/v1/traffic/sensor-1/observation"
+        sim.publish(topic, b'{"ok": true}', qos=1).wait_for_publish(5)
         assert received.wait(5) and got == [b'{"ok": true}']
     finally:
         for c in (ingest, sim):

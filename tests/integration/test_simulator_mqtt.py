@@ -22,6 +22,7 @@ from ioc.config import Settings
 from ioc.db.seed import load_geography
 from ioc.domain import wire
 from ioc.domain.fleet import make_fleet
+from ioc.mqtt_logins import sync_local_broker
 from ioc.services import LocalServices
 from simulators.mqtt_pool import LinkConfig
 from simulators.traffic import SimOptions, TrafficSimulator
@@ -115,6 +116,9 @@ def simulator(
     settings: Settings, sensors: int, *, interval_s: float = 1.0, forget: bool = True
 ) -> Iterator[TrafficSimulator]:
     fleet = make_fleet(load_geography(settings.areas_file), sensors, settings.sim_seed)
+    # Each sensor logs in as itself (as `ioc simulate traffic` does): register their logins,
+    # as `ioc seed` does for the devices it registers (the session database has only 60).
+    assert sync_local_broker(settings, [s.id for s in fleet]) is not None
     sim = TrafficSimulator(
         fleet,
         SimOptions(engine=EngineConfig(interval_s=interval_s), connect_rate=2000),
@@ -123,6 +127,7 @@ def simulator(
             settings.mqtt_port,
             settings.mqtt_sim_user,
             settings.mqtt_sim_password,
+            device_secret=settings.mqtt_device_secret,
         ),
     )
     stop = threading.Event()
@@ -163,6 +168,7 @@ def test_each_sensor_is_its_own_client_with_retained_availability(services: Sett
             assert senders == set(ids)
             log = LocalServices(services).mqtt_log_path.read_text(errors="replace")
             assert all(f" as {d} " in log for d in ids)  # one broker session per sensor id
+            assert all(f"u'{d}')" in log for d in ids)  # each logged in with its own login
             assert sim.pool.open_sockets() == 21
         with listening(services, AVAILABILITY) as after:  # an orderly stop says goodbye
             assert wait_until(lambda: len(after.availability()) >= 20, 10)
@@ -278,6 +284,7 @@ def test_two_thousand_sensors_each_with_their_own_connection(services: Settings)
 def test_cli_simulator_sharded_congests_on_command_and_stops_cleanly(services: Settings) -> None:
     ioc = [sys.executable, "-m", "ioc.cli", "simulate"]
     ids = [f"ts-{i:05d}" for i in range(1, 31)]
+    assert sync_local_broker(services, ids) is not None  # what `ioc seed` does
     with listening(services, OBSERVATIONS) as rx:
         proc = subprocess.Popen(
             [*ioc, "traffic", "--sensors", "30", "--interval", "1", "--processes", "2"],

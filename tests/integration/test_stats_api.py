@@ -21,7 +21,7 @@ from ioc.db.seed import load_geography, seed
 from ioc.rollups.config import RollupSettings
 from ioc.rollups.levels import HOUR, floor, local_day
 from ioc.rollups.maintain import Maintainer
-from tests.conftest import drop_database, own_database
+from tests.conftest import drop_database, own_database, sign_in
 from tests.integration.test_rollup_maintain import reading
 
 pytestmark = pytest.mark.integration
@@ -77,6 +77,7 @@ async def client(world: World) -> AsyncIterator[httpx.AsyncClient]:
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ioc") as c,
     ):
+        await sign_in(c, world.settings.dsn)
         yield c
 
 

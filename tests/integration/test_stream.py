@@ -12,6 +12,7 @@ import uvicorn
 from websockets.asyncio.client import connect as ws_connect
 
 from ioc.api.app import create_app
+from ioc.bench.common import bearer, bench_token
 from ioc.config import Settings
 from ioc.db import alerts as alerts_db
 from ioc.db.connect import connect
@@ -20,6 +21,11 @@ from streams.session import serve
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def auth(services: Settings, api: str) -> dict[str, str]:
+    return bearer(await bench_token(services, f"http://{api}"))
 
 
 @pytest.fixture
@@ -75,8 +81,10 @@ async def recv_until(ws: Any, event_id: int, timeout: float = 10) -> list[dict[s
                     return got
 
 
-async def test_snapshot_live_events_and_exact_resume(services: Settings, api: str) -> None:
-    async with ws_connect(f"ws://{api}/api/v1/stream") as ws:
+async def test_snapshot_live_events_and_exact_resume(
+    services: Settings, api: str, auth: dict[str, str]
+) -> None:
+    async with ws_connect(f"ws://{api}/api/v1/stream", additional_headers=auth) as ws:
         snap = json.loads(await ws.recv())
         assert snap["type"] == "snapshot" and isinstance(snap["watermark"], int)
         ids = await make_alert(services, "ts-00041", "test.stream-1")
@@ -88,7 +96,7 @@ async def test_snapshot_live_events_and_exact_resume(services: Settings, api: st
 
     # Offline while three more events happen; resuming gets exactly those, once, in order.
     missed = await make_alert(services, "ts-00042", "test.stream-2")
-    async with ws_connect(f"ws://{api}/api/v1/stream?since={last}") as ws:
+    async with ws_connect(f"ws://{api}/api/v1/stream?since={last}", additional_headers=auth) as ws:
         got = await recv_until(ws, missed[-1])
         ids_seen = [m["id"] for m in got]
         assert ids_seen == sorted(set(ids_seen))
@@ -96,20 +104,26 @@ async def test_snapshot_live_events_and_exact_resume(services: Settings, api: st
         assert all(i > last for i in ids_seen)
 
 
-async def test_resume_from_unknown_future_id_gets_snapshot(services: Settings, api: str) -> None:
-    async with ws_connect(f"ws://{api}/api/v1/stream?since=999999999") as ws:
+async def test_resume_from_unknown_future_id_gets_snapshot(
+    services: Settings, api: str, auth: dict[str, str]
+) -> None:
+    async with ws_connect(
+        f"ws://{api}/api/v1/stream?since=999999999", additional_headers=auth
+    ) as ws:
         msg = json.loads(await ws.recv())
         assert msg["type"] == "snapshot"
 
 
-async def test_filter_by_area(services: Settings, api: str) -> None:
+async def test_filter_by_area(services: Settings, api: str, auth: dict[str, str]) -> None:
     conn = await connect(services.dsn, autocommit=True)
     cur = await conn.execute("SELECT id, area_id FROM devices ORDER BY id LIMIT 40")
     devices = await cur.fetchall()
     await conn.close()
     inside = devices[0]
     outside = next(d for d in devices if d["area_id"] != inside["area_id"])
-    async with ws_connect(f"ws://{api}/api/v1/stream?area={inside['area_id']}") as ws:
+    async with ws_connect(
+        f"ws://{api}/api/v1/stream?area={inside['area_id']}", additional_headers=auth
+    ) as ws:
         assert json.loads(await ws.recv())["type"] == "snapshot"
         skipped = await make_alert(services, outside["id"], "test.filter-out")
         wanted = await make_alert(services, inside["id"], "test.filter-in")
@@ -155,10 +169,10 @@ async def test_slow_client_is_told_to_resync_and_others_are_not_slowed(services:
         await hub.stop()
 
 
-async def test_rest_endpoints(services: Settings, api: str) -> None:
+async def test_rest_endpoints(services: Settings, api: str, auth: dict[str, str]) -> None:
     import httpx
 
-    async with httpx.AsyncClient(base_url=f"http://{api}") as http:
+    async with httpx.AsyncClient(base_url=f"http://{api}", headers=auth) as http:
         areas = (await http.get("/api/v1/areas")).json()
         assert {a["id"] for a in areas} >= {"VN-58", "dong-xoai"}
         devices = (await http.get("/api/v1/devices", params={"area_id": "dong-xoai"})).json()

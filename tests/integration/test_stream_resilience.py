@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import psycopg
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
+from ioc.bench.common import bearer, ensure_user, login
 from ioc.config import Settings
 from tests.conftest import env_for, free_port
 from tests.integration.test_stream import make_alert
@@ -29,6 +31,7 @@ class Api:
     def __init__(self, settings: Settings, log: Path) -> None:
         self.settings, self.log, self.port = settings, log, free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.headers: dict[str, str] = {}
 
     def start(self) -> None:
         out = self.log.open("ab")
@@ -46,11 +49,18 @@ class Api:
                 with urllib.request.urlopen(
                     f"http://127.0.0.1:{self.port}/api/v1/health", timeout=1
                 ):
-                    return
+                    break
             except OSError:
                 assert self.proc.poll() is None, self.log.read_text()
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
+
+        if not self.headers:
+            with ThreadPoolExecutor(1) as pool:  # no event loop of our own here
+                password = pool.submit(
+                    asyncio.run, ensure_user(self.settings.dsn, "tester")
+                ).result()
+            self.headers = bearer(login(f"http://127.0.0.1:{self.port}", "tester", password))
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
         assert self.proc is not None
@@ -76,14 +86,15 @@ def apis(services: Settings, tmp_path: Path) -> Iterator[list[Api]]:
 class Client:
     """Collects every event; reconnects with ``since`` when told to or when dropped."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
         self.url, self.events, self.last, self.snapshots = url, [], None, 0  # type: ignore[var-annotated]
+        self.headers = headers
 
     async def run(self, until: asyncio.Event, pause: asyncio.Event | None = None) -> None:
         while not until.is_set():
             url = self.url + (f"?since={self.last}" if self.last is not None else "")
             try:
-                async with ws_connect(url, open_timeout=5) as ws:
+                async with ws_connect(url, open_timeout=5, additional_headers=self.headers) as ws:
                     while not until.is_set() and not (pause and pause.is_set()):
                         try:
                             msg = json.loads(await asyncio.wait_for(ws.recv(), 0.5))
@@ -149,7 +160,7 @@ async def test_two_api_processes_each_deliver_everything(
     services: Settings, apis: list[Api]
 ) -> None:
     start = await watermark(services)
-    a, b = Client(apis[0].url), Client(apis[1].url)
+    a, b = Client(apis[0].url, apis[0].headers), Client(apis[1].url, apis[1].headers)
     async with clients((a, None), (b, None)):
         await produce(services, 4, "two-apis")
     expected = await table_ids(services, start, await watermark(services))
@@ -162,7 +173,11 @@ async def test_client_away_30_s_under_load_resumes_exactly(
     services: Settings, apis: list[Api]
 ) -> None:
     start = await watermark(services)
-    steady, sleeper, pause = Client(apis[0].url), Client(apis[0].url), asyncio.Event()
+    steady, sleeper, pause = (
+        Client(apis[0].url, apis[0].headers),
+        Client(apis[0].url, apis[0].headers),
+        asyncio.Event(),
+    )
     async with clients((steady, None), (sleeper, pause)):
         producer = asyncio.create_task(produce(services, 36, "away"))
         await asyncio.sleep(3)
@@ -181,7 +196,7 @@ async def test_api_killed_mid_stream_client_resumes_on_restart(
     services: Settings, apis: list[Api]
 ) -> None:
     start = await watermark(services)
-    c = Client(apis[0].url)
+    c = Client(apis[0].url, apis[0].headers)
     async with clients((c, None)):
         producer = asyncio.create_task(produce(services, 8, "api-kill"))
         await asyncio.sleep(2)
@@ -196,7 +211,9 @@ async def test_api_killed_mid_stream_client_resumes_on_restart(
 async def test_ping_pong_snapshot_devices_and_min_severity(
     services: Settings, apis: list[Api]
 ) -> None:
-    async with ws_connect(apis[0].url + "?min_severity=critical") as ws:
+    async with ws_connect(
+        apis[0].url + "?min_severity=critical", additional_headers=apis[0].headers
+    ) as ws:
         snap = json.loads(await ws.recv())
         assert snap["type"] == "snapshot" and snap["devices"]
         assert {"id", "status", "reason"} <= set(snap["devices"][0])

@@ -18,7 +18,7 @@ from ioc.config import Settings
 from ioc.db.cameras import upsert_thumbnail
 from ioc.db.connect import connect
 from ioc.db.seed import load_geography, seed
-from tests.conftest import drop_database, own_database
+from tests.conftest import drop_database, own_database, sign_in
 
 pytestmark = pytest.mark.integration
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -154,6 +154,7 @@ async def client(world: tuple[Settings, World]) -> AsyncIterator[httpx.AsyncClie
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ioc") as c,
     ):
+        await sign_in(c, world[0].dsn)
         yield c
 
 

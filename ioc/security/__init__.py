@@ -1,0 +1,1 @@
+"""Sign-in, roles and areas, and the audit log (docs/security.md)."""
