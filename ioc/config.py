@@ -130,6 +130,9 @@ class Settings(BaseSettings):
 
     # Live stream: per-client queue bound; a client that falls further behind must resync.
     ws_client_queue_max: int = 1000
+    # How often open sockets' sessions are checked: a signed-out or revoked session's streams
+    # close within this time (one query per API process, whatever the number of sockets).
+    ws_session_check_seconds: float = 10.0
 
     # Deployment data: geography and rules are files, so another province is another file.
     areas_file: Path = PROJECT_ROOT / "config" / "areas" / "binh-phuoc.yaml"

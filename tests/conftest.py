@@ -3,9 +3,10 @@ free ports with their own state directory, and stopped at the end of the session
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,54 @@ import pytest
 from ioc.bench.common import env_for, free_port
 from ioc.config import Settings
 
-__all__ = ["drop_database", "env_for", "free_port", "own_database", "sign_in"]
+__all__ = [
+    "api_client",
+    "api_server",
+    "drop_database",
+    "env_for",
+    "free_port",
+    "own_database",
+    "sign_in",
+]
+
+
+@contextlib.asynccontextmanager
+async def api_server(settings: Settings) -> AsyncIterator[str]:
+    """The real API (uvicorn) in this process on a free port; yields ``host:port``."""
+    import asyncio
+
+    import uvicorn
+
+    from ioc.api.app import create_app
+
+    port = free_port()
+    app = create_app(settings.model_copy(update={"api_port": port}))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # raises what stopped it
+            await asyncio.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@contextlib.asynccontextmanager
+async def api_client(settings: Settings) -> AsyncIterator[Any]:
+    """An httpx client talking to the app in this process (lifespan run: pool, event hub)."""
+    import httpx
+
+    from ioc.api.app import create_app
+
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ioc") as c,
+    ):
+        yield c
 
 
 async def sign_in(

@@ -23,6 +23,7 @@ from ioc.api import (
     routes_summary,
     ws,
 )
+from ioc.api.session_watch import SessionWatch
 from ioc.config import PROJECT_ROOT, Settings, get_settings
 from ioc.db.connect import open_pool
 from ioc.db.seed import load_geography
@@ -39,10 +40,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await pool.open(wait=True, timeout=15)
         hub = EventHub(dsn=settings.dsn, client_queue_max=settings.ws_client_queue_max)
         await hub.start()
-        app.state.pool, app.state.hub = pool, hub
+        sessions = SessionWatch(pool, every_s=settings.ws_session_check_seconds)
+        await sessions.start()
+        app.state.pool, app.state.hub, app.state.sessions = pool, hub, sessions
         try:
             yield
         finally:
+            await sessions.stop()
             await hub.stop()
             await pool.close()
 

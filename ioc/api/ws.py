@@ -22,7 +22,6 @@ from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect
 from websockets.exceptions import ConnectionClosed
 
 from ioc.api.auth import authenticate, origin_allowed
-from ioc.security import users
 from ioc.security.policy import Perm
 from streams import protocol
 from streams.hub import SEVERITY_RANK, Filter
@@ -31,7 +30,6 @@ from streams.session import serve
 router = APIRouter()
 log = structlog.get_logger("ioc.api.ws")
 GONE = (WebSocketDisconnect, ConnectionClosed, RuntimeError)
-SESSION_CHECK_S = 10.0  # how soon a revoked or expired session's socket closes
 MAX_BAD_MESSAGES = 20  # client messages in a row that are not understood before closing (4400)
 
 
@@ -102,17 +100,12 @@ async def stream(
                     bad = 0
                     await send(protocol.pong(msg))
 
+    watch = ws.app.state.sessions
+    ended = watch.watch(who.session_id)
+
     async def watch_session() -> str:
-        while True:
-            await asyncio.sleep(SESSION_CHECK_S)
-            try:
-                async with ws.app.state.pool.connection(timeout=5) as conn:
-                    live = await users.session_live(conn, who.session_id)
-            except Exception as e:  # database away: keep streaming, check again later
-                log.warning("session check failed", error=type(e).__name__)
-                continue
-            if not live:
-                return "session_ended"
+        await ended.wait()
+        return "session_ended"
 
     session = asyncio.create_task(serve(ws.app.state.hub, send, since=since, flt=flt))
     reader = asyncio.create_task(answer_pings())
@@ -125,6 +118,7 @@ async def stream(
             if ended in done and ended.exception() is None:
                 why = ended.result()
     finally:
+        watch.forget(who.session_id, ended)
         for t in tasks:
             t.cancel()
         for t in tasks:

@@ -404,7 +404,7 @@ def measure(url: str, token: str, runs: int, *, devices: int, alerts: int) -> di
                 page = ctx.new_page()
                 page.goto(url + "/", wait_until="commit")
                 page.wait_for_function(
-                    "window.iocState && window.iocState.interactive", timeout=120_000
+                    "() => window.iocState && window.iocState.interactive", timeout=120_000
                 )
                 got = page.evaluate(
                     """() => ({

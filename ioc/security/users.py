@@ -437,3 +437,10 @@ async def note_rules(conn: Conn, path: str, text: str, rule_ids: list[str]) -> b
             rules=rule_ids,
         )
     return True
+
+
+async def live_sessions(conn: Conn, session_ids: list[str]) -> set[str]:
+    """Those of ``session_ids`` that are still live (one query for every open socket)."""
+    async with conn.cursor() as cur:
+        await cur.execute(PRINCIPAL_SQL + " WHERE s.id = ANY(%s::uuid[])", (session_ids,))
+        return {r["session_id"] for r in await cur.fetchall() if not r["ended"]}

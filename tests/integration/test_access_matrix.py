@@ -20,7 +20,7 @@ from ioc.db import alerts as alerts_db
 from ioc.db.connect import connect
 from ioc.db.seed import load_geography, seed
 from ioc.security.policy import GRANTS, Perm, Role
-from tests.conftest import drop_database, own_database
+from tests.conftest import api_client, drop_database, own_database
 
 pytestmark = pytest.mark.integration
 
@@ -230,11 +230,7 @@ async def world(services: Settings) -> AsyncIterator[World]:
 
 @pytest.fixture(scope="module")
 async def http(world: World) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(world.settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ioc") as c,
-    ):
+    async with api_client(world.settings) as c:
         yield c
 
 

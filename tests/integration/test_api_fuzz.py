@@ -26,7 +26,6 @@ import httpx
 import pytest
 import requests
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
@@ -40,7 +39,6 @@ from schemathesis.specs.openapi.checks import (
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-from ioc.api.app import create_app
 from ioc.api.ws import MAX_BAD_MESSAGES
 from ioc.bench.common import ensure_user
 from ioc.config import Settings
@@ -53,7 +51,7 @@ from ioc.db.seed import seed as seed_geography
 from ioc.domain.wire import TrafficObservation
 from ioc.rollups.config import RollupSettings
 from ioc.rollups.worker import RollupWorker
-from tests.conftest import drop_database, free_port, own_database
+from tests.conftest import api_server, drop_database, own_database
 
 pytestmark = pytest.mark.integration
 
@@ -190,15 +188,8 @@ async def world(services: Settings) -> AsyncIterator[World]:
 
 @pytest.fixture(scope="module")
 async def api(world: World) -> AsyncIterator[str]:
-    port = free_port()
-    app = create_app(world.settings.model_copy(update={"api_port": port}))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    yield f"127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with api_server(world.settings) as where:
+        yield where
 
 
 @pytest.fixture(scope="module")

@@ -26,13 +26,12 @@ import pytest
 import structlog
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ioc.api.app import create_app
 from ioc.bench.common import spawn
 from ioc.config import Settings
 from ioc.db.connect import connect
 from ioc.db.seed import load_geography, seed
 from ioc.domain import wire
-from tests.conftest import drop_database, free_port, own_database, sign_in
+from tests.conftest import api_client, drop_database, free_port, own_database, sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -280,11 +279,7 @@ async def api(db: Settings) -> AsyncIterator[httpx.AsyncClient]:
     settings = db.model_copy(
         update={"freshness_stale_seconds": {"cameras": 60.0, "default": 120.0}}
     )
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ioc") as c,
-    ):
+    async with api_client(settings) as c:
         yield c
 
 

@@ -14,11 +14,9 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from ioc.api import ws as ws_module
 from ioc.api.app import create_app
 from ioc.bench.common import ensure_user, user_password
 from ioc.config import DEV_SECRET, SECRET_FIELDS, Settings
@@ -26,7 +24,7 @@ from ioc.db import alerts as alerts_db
 from ioc.db.connect import connect
 from ioc.db.seed import load_geography, seed
 from ioc.security import tokens
-from tests.conftest import drop_database, env_for, free_port, own_database
+from tests.conftest import api_client, api_server, drop_database, env_for, own_database
 
 pytestmark = pytest.mark.integration
 
@@ -54,25 +52,14 @@ async def world(services: Settings) -> AsyncIterator[Settings]:
 
 @pytest.fixture
 async def http(world: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(world)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ioc") as c,
-    ):
+    async with api_client(world) as c:
         yield c
 
 
 @pytest.fixture
 async def server(world: Settings) -> AsyncIterator[str]:
-    port = free_port()
-    app = create_app(world.model_copy(update={"api_port": port}))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(srv.serve())
-    while not srv.started:
-        await asyncio.sleep(0.05)
-    yield f"127.0.0.1:{port}"
-    srv.should_exit = True
-    await task
+    async with api_server(world) as where:
+        yield where
 
 
 async def login(http: httpx.AsyncClient, user: str, password: str | None = None) -> httpx.Response:
@@ -364,34 +351,18 @@ async def test_stream_needs_sign_in_checks_origin_and_area(
         assert all(m["area_id"] == "dong-xoai" for m in got), got
 
 
-async def test_stream_closes_when_the_session_is_revoked(
-    world: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(ws_module, "SESSION_CHECK_S", 0.5)
-    port = free_port()
-    app = create_app(world.model_copy(update={"api_port": port}))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(srv.serve())
-    try:
-        while not srv.started:
-            await asyncio.sleep(0.05)
+async def test_stream_closes_when_the_session_is_revoked(world: Settings) -> None:
+    quick = world.model_copy(update={"ws_session_check_seconds": 0.5})
+    async with api_server(quick) as where:
         password = await ensure_user(world.dsn, "op-revoke", role="operator", area="VN-58")
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as h:
-            token = (
-                await h.post(
-                    "/api/v1/auth/login", json={"username": "op-revoke", "password": password}
-                )
-            ).json()["access_token"]
+        async with httpx.AsyncClient(base_url=f"http://{where}") as h:
+            login = {"username": "op-revoke", "password": password}
+            token = (await h.post("/api/v1/auth/login", json=login)).json()["access_token"]
             auth = {"Authorization": f"Bearer {token}"}
-            async with ws_connect(
-                f"ws://127.0.0.1:{port}/api/v1/stream", additional_headers=auth
-            ) as ws:
+            async with ws_connect(f"ws://{where}/api/v1/stream", additional_headers=auth) as ws:
                 assert json.loads(await ws.recv())["type"] == "snapshot"
                 assert (await h.post("/api/v1/auth/logout", headers=auth)).status_code == 204
                 assert await _recv_until_close(ws, 10) == 4401
-    finally:
-        srv.should_exit = True
-        await task
 
 
 async def test_a_changed_rules_file_is_audited(world: Settings) -> None:

@@ -14,14 +14,13 @@ import httpx
 import pytest
 from psycopg.types.json import Jsonb
 
-from ioc.api.app import create_app
 from ioc.config import Settings
 from ioc.db.connect import connect
 from ioc.db.seed import load_geography, seed
 from ioc.rollups.config import RollupSettings
 from ioc.rollups.levels import HOUR, floor, local_day
 from ioc.rollups.maintain import Maintainer
-from tests.conftest import drop_database, own_database, sign_in
+from tests.conftest import api_client, drop_database, own_database, sign_in
 from tests.integration.test_rollup_maintain import reading
 
 pytestmark = pytest.mark.integration
@@ -72,11 +71,7 @@ async def world(services: Settings) -> AsyncIterator[World]:
 
 @pytest.fixture(scope="module")
 async def client(world: World) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(world.settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ioc") as c,
-    ):
+    async with api_client(world.settings) as c:
         await sign_in(c, world.settings.dsn)
         yield c
 

@@ -8,17 +8,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import uvicorn
 from websockets.asyncio.client import connect as ws_connect
 
-from ioc.api.app import create_app
 from ioc.bench.common import bearer, bench_token
 from ioc.config import Settings
 from ioc.db import alerts as alerts_db
 from ioc.db.connect import connect
 from streams.hub import EventHub, Filter
 from streams.session import serve
-from tests.conftest import free_port
+from tests.conftest import api_server
 
 pytestmark = pytest.mark.integration
 
@@ -30,15 +28,8 @@ async def auth(services: Settings, api: str) -> dict[str, str]:
 
 @pytest.fixture
 async def api(services: Settings) -> AsyncIterator[str]:
-    port = free_port()
-    app = create_app(services.model_copy(update={"api_port": port}))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.05)
-    yield f"127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with api_server(services) as where:
+        yield where
 
 
 async def make_alert(settings: Settings, device: str, rule: str) -> list[int]:

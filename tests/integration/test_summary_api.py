@@ -13,12 +13,11 @@ import httpx
 import pytest
 from psycopg.types.json import Jsonb
 
-from ioc.api.app import create_app
 from ioc.config import Settings
 from ioc.db.cameras import upsert_thumbnail
 from ioc.db.connect import connect
 from ioc.db.seed import load_geography, seed
-from tests.conftest import drop_database, own_database, sign_in
+from tests.conftest import api_client, drop_database, own_database, sign_in
 
 pytestmark = pytest.mark.integration
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -149,11 +148,7 @@ async def world(services: Settings) -> AsyncIterator[tuple[Settings, World]]:
 
 @pytest.fixture(scope="module")
 async def client(world: tuple[Settings, World]) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(world[0])
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ioc") as c,
-    ):
+    async with api_client(world[0]) as c:
         await sign_in(c, world[0].dsn)
         yield c
 
