@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     # How often open sockets' sessions are checked: a signed-out or revoked session's streams
     # close within this time (one query per API process, whatever the number of sockets).
     ws_session_check_seconds: float = 10.0
+    # permessage-deflate on the live stream. Off: stream messages are small JSON, and deflate
+    # costs the API about a third of its CPU per message (ioc bench fanout) for little saved.
+    ws_compression: bool = False
 
     # Deployment data: geography and rules are files, so another province is another file.
     areas_file: Path = PROJECT_ROOT / "config" / "areas" / "binh-phuoc.yaml"

@@ -139,7 +139,7 @@ def api(settings: Settings) -> None:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         ws_max_queue=32,
-        ws=os.environ.get("IOC_API_WS", "auto"),
+        ws_per_message_deflate=settings.ws_compression,
         access_log=False,  # ioc.api.instrument logs each request, with its request id
     )
 
@@ -210,7 +210,6 @@ def simulate_cameras(
     day_seconds: float | None = None,
 ) -> None:
     """Render the scenes, then become the GStreamer RTSP server (exec: one process to stop)."""
-    import os
 
     from ingest.rtsp.config import camera_settings
     from simulators.cameras.control import SimulatorConfig, prepare

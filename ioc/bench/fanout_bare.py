@@ -1,7 +1,8 @@
 """The baseline for ``ioc bench fanout``: a bare `websockets` server broadcasting the same kind
 of messages at the same rate to the same clients. Prints one JSON line when done.
 
-Usage: python -m ioc.bench.fanout_bare PORT CLIENTS RATE SECONDS
+Usage: python -m ioc.bench.fanout_bare PORT CLIENTS RATE SECONDS [DEFLATE]
+(DEFLATE 1, the library's default: permessage-deflate as clients offer it; 0: off)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from websockets.asyncio.server import broadcast, serve
 
 
-async def main(port: int, clients: int, rate: float, seconds: float) -> None:
+async def main(port: int, clients: int, rate: float, seconds: float, deflate: bool = True) -> None:
     connected: set = set()  # type: ignore[type-arg]
     full = asyncio.Event()
 
@@ -29,7 +30,8 @@ async def main(port: int, clients: int, rate: float, seconds: float) -> None:
         finally:
             connected.discard(ws)
 
-    async with serve(handler, "127.0.0.1", port, max_queue=None):
+    compression = "deflate" if deflate else None
+    async with serve(handler, "127.0.0.1", port, max_queue=None, compression=compression):
         print(json.dumps({"event": "listening"}), flush=True)
         await asyncio.wait_for(full.wait(), 180)
         await asyncio.sleep(1.0)
@@ -60,4 +62,7 @@ async def main(port: int, clients: int, rate: float, seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])))
+    deflate = len(sys.argv) < 6 or sys.argv[5] == "1"
+    asyncio.run(
+        main(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), deflate)
+    )
