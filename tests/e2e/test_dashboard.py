@@ -132,7 +132,11 @@ async def test_map_devices_grouped_feed_panel_and_keyboard(
         await page.locator("#filter-reset").click()
         await page.select_option("#filter-severity", "critical")
         assert await page.evaluate("iocState.layer._items.map(i => i.state)") == ["critical"]
-        assert await page.locator("#alert-feed > .alert-item").count() == 1
+        # The feed re-renders on its own tick: wait for it rather than read it at once.
+        await page.wait_for_function(
+            "() => document.querySelectorAll('#alert-feed > .alert-item').length === 1",
+            timeout=10_000,
+        )
         assert not page.errors  # type: ignore[attr-defined]
     finally:
         await close_page(page)
