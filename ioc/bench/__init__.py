@@ -13,4 +13,5 @@ BENCHES: dict[str, str] = {
     "queries": "ioc.bench.queries",
     "alerts": "ioc.bench.alerts",
     "fanout": "ioc.bench.fanout",
+    "chaos": "ioc.bench.chaos",
 }
