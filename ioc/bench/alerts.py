@@ -18,19 +18,18 @@ import statistics
 import tempfile
 import threading
 import time
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from websockets.asyncio.client import connect as ws_connect
 
 from ioc.bench.common import (
     bearer,
     bench_token,
     isolated_stack,
+    mqtt_client,
+    probe_reading,
     spawn,
     wait_for_line,
     wait_http,
@@ -54,35 +53,6 @@ RULES = """rules:
 """
 
 
-def _client(
-    settings: Settings, name: str, *, ingest: bool = False, inflight: int = 20
-) -> mqtt.Client:
-    c = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=f"{name}-{uuid.uuid4().hex[:6]}",
-        protocol=mqtt.MQTTv5,
-    )
-    user = settings.mqtt_ingest_user if ingest else settings.mqtt_sim_user
-    pw = settings.mqtt_ingest_password if ingest else settings.mqtt_sim_password
-    c.username_pw_set(user, pw)
-    c.max_inflight_messages_set(inflight)
-    c.connect(settings.mqtt_host, settings.mqtt_port)
-    c.loop_start()
-    return c
-
-
-def _reading(device: str, seq: int, speed: float) -> bytes:
-    return wire.TrafficObservation(
-        device_id=device,
-        seq=seq,
-        observed_at=datetime.now(UTC),
-        intensity=5,
-        average_speed=speed,
-        occupancy=0.2,
-        interval_s=1,
-    ).to_payload()
-
-
 class Background(threading.Thread):
     def __init__(self, settings: Settings, rate: int) -> None:
         super().__init__(daemon=True)
@@ -90,12 +60,12 @@ class Background(threading.Thread):
         self.elapsed = 0.0
 
     def run(self) -> None:
-        c = _client(self.settings, "bench-bg", inflight=1000)
+        c = mqtt_client(self.settings, "bench-bg", inflight=1000)
         start, seq = time.monotonic(), 0
         while not self.stop.is_set():
             for i in range(BACKGROUND):
                 dev = f"ts-{i + 1:05d}"
-                c.publish(wire.observation_topic(dev), _reading(dev, seq, 50.0), qos=1)
+                c.publish(wire.observation_topic(dev), probe_reading(dev, seq, 50.0), qos=1)
                 self.sent += 1
                 ahead = self.sent / self.rate - (time.monotonic() - start)
                 if ahead > 0.005:
@@ -116,18 +86,18 @@ def bare_mqtt_latencies(settings: Settings, probes: int) -> list[float]:
         got[m.topic] = time.perf_counter()
         done.set()
 
-    sub = _client(settings, "bench-bare", ingest=True)
+    sub = mqtt_client(settings, "bench-bare", ingest=True)
     sub.on_message = on_message
     sub.subscribe("ioc/v1/traffic/+/observation", qos=1)
     time.sleep(0.5)
-    pub = _client(settings, "bench-probe")
+    pub = mqtt_client(settings, "bench-probe")
     out = []
     for i in range(probes):
         dev = f"ts-{BACKGROUND + 1 + i % (SENSORS - BACKGROUND):05d}"
         topic = wire.observation_topic(dev)
         got.pop(topic, None)
         sent = time.perf_counter()
-        pub.publish(topic, _reading(dev, 10_000 + i, 50.0), qos=1)
+        pub.publish(topic, probe_reading(dev, 10_000 + i, 50.0), qos=1)
         deadline = time.monotonic() + 5
         while topic not in got and time.monotonic() < deadline:
             done.wait(0.01)
@@ -144,7 +114,7 @@ def bare_mqtt_latencies(settings: Settings, probes: int) -> list[float]:
 async def pipeline_latencies(
     settings: Settings, url: str, probes: int, token: str
 ) -> tuple[list[float], int]:
-    pub = _client(settings, "bench-probe")
+    pub = mqtt_client(settings, "bench-probe")
     out: list[float] = []
     missed = 0
     async with ws_connect(url + "?kind=alert.", additional_headers=bearer(token)) as ws:
@@ -153,7 +123,7 @@ async def pipeline_latencies(
             dev = f"ts-{BACKGROUND + 1 + i % (SENSORS - BACKGROUND):05d}"
             topic = wire.observation_topic(dev)
             sent = time.perf_counter()
-            pub.publish(topic, _reading(dev, 2 * i, 1.0), qos=1)
+            pub.publish(topic, probe_reading(dev, 2 * i, 1.0), qos=1)
             arrived = None
             deadline = time.monotonic() + 10
             while arrived is None and time.monotonic() < deadline:
@@ -172,7 +142,7 @@ async def pipeline_latencies(
                 out.append(arrived - sent)
             # Clear it again (the window must forget the slow reading), then next probe.
             await asyncio.sleep(0.1)
-            pub.publish(topic, _reading(dev, 2 * i + 1, 100.0), qos=1)
+            pub.publish(topic, probe_reading(dev, 2 * i + 1, 100.0), qos=1)
             await asyncio.sleep(0.2)
     pub.disconnect()
     pub.loop_stop()

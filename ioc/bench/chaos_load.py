@@ -12,16 +12,13 @@ import asyncio
 import json
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
 
-from ioc.bench.common import bearer, ensure_user, login
+from ioc.bench.common import bearer, ensure_user, login, mqtt_client, probe_reading
 from ioc.config import Settings
 from ioc.domain import wire
 
@@ -41,32 +38,6 @@ RULES = f"""rules:
 """
 SLOW_S = 20  # an episode's slow readings last longer than any fault's outage of the engine
 FAST_S = 10
-
-
-def _client(settings: Settings, name: str) -> mqtt.Client:
-    c = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=f"{name}-{uuid.uuid4().hex[:6]}",
-        protocol=mqtt.MQTTv5,
-    )
-    c.username_pw_set(settings.mqtt_sim_user, settings.mqtt_sim_password)
-    c.max_inflight_messages_set(1000)
-    c.reconnect_delay_set(1, 2)
-    c.connect(settings.mqtt_host, settings.mqtt_port)
-    c.loop_start()
-    return c
-
-
-def reading(device: str, seq: int, speed: float) -> bytes:
-    return wire.TrafficObservation(
-        device_id=device,
-        seq=seq,
-        observed_at=datetime.now(UTC),
-        intensity=5,
-        average_speed=speed,
-        occupancy=0.2,
-        interval_s=1,
-    ).to_payload()
 
 
 def _acked(info: mqtt.MQTTMessageInfo) -> bool:
@@ -97,12 +68,12 @@ class Publisher(threading.Thread):
     def _publish(self, c: mqtt.Client, dev: str, speed: float) -> None:
         seq = self._seq.get(dev, 0)
         self._seq[dev] = seq + 1
-        info = c.publish(wire.observation_topic(dev), reading(dev, seq, speed), qos=1)
+        info = c.publish(wire.observation_topic(dev), probe_reading(dev, seq, speed), qos=1)
         self.sent.append((dev, seq, info))
         self.sent_at[(dev, seq)] = time.time()
 
     def run(self) -> None:
-        c = _client(self.settings, "chaos-pub")
+        c = mqtt_client(self.settings, "chaos-pub", inflight=1000, reconnect_max_s=2)
         start, n, i = time.monotonic(), 0, 0
         next_probe_tick = start + 1.0
         next_episode = start + 5.0
@@ -166,7 +137,7 @@ MALFORMED: list[bytes] = [
 def flood(settings: Settings, device: str, count: int) -> int:
     """``count`` malformed payloads on ``device``'s topic as fast as the broker takes them;
     returns how many the broker acknowledged (each must end up as a dead letter)."""
-    c = _client(settings, "chaos-flood")
+    c = mqtt_client(settings, "chaos-flood", inflight=1000, reconnect_max_s=2)
     infos = [
         c.publish(wire.observation_topic(device), MALFORMED[k % len(MALFORMED)], qos=1)
         for k in range(count)

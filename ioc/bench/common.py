@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ioc.config import METRICS_PORT_FIELDS, Settings
 
@@ -200,3 +201,55 @@ async def bench_token(
     """A user for a benchmark or test, signed in: its access token."""
     password = await ensure_user(settings.dsn, username, role=role)
     return await asyncio.to_thread(login, base_url, username, password)
+
+
+# --------------------------------------------------------------------------- publishing ---
+
+
+def mqtt_client(
+    settings: Settings,
+    name: str,
+    *,
+    ingest: bool = False,
+    inflight: int = 20,
+    reconnect_max_s: float | None = None,
+) -> Any:
+    """A connected MQTT v5 client (its network loop started) with the sim login, or the
+    ingest login; ``reconnect_max_s`` caps paho's reconnect delay."""
+    import uuid
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    c = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"{name}-{uuid.uuid4().hex[:6]}",
+        protocol=mqtt.MQTTv5,
+    )
+    if ingest:
+        c.username_pw_set(settings.mqtt_ingest_user, settings.mqtt_ingest_password)
+    else:
+        c.username_pw_set(settings.mqtt_sim_user, settings.mqtt_sim_password)
+    c.max_inflight_messages_set(inflight)
+    if reconnect_max_s is not None:
+        c.reconnect_delay_set(1, int(reconnect_max_s))
+    c.connect(settings.mqtt_host, settings.mqtt_port)
+    c.loop_start()
+    return c
+
+
+def probe_reading(device: str, seq: int, speed: float) -> bytes:
+    """A one-second traffic reading observed now, at ``speed`` km/h."""
+    from datetime import UTC, datetime
+
+    from ioc.domain import wire
+
+    return wire.TrafficObservation(
+        device_id=device,
+        seq=seq,
+        observed_at=datetime.now(UTC),
+        intensity=5,
+        average_speed=speed,
+        occupancy=0.2,
+        interval_s=1,
+    ).to_payload()

@@ -7,6 +7,8 @@ account (consecutive failures lock it for a while, doubling up to a cap) and per
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -249,13 +251,6 @@ async def principal_for(conn: Conn, session_id: str, username: str) -> Principal
     return _principal(row)
 
 
-async def session_live(conn: Conn, session_id: str) -> bool:
-    async with conn.cursor() as cur:
-        await cur.execute(PRINCIPAL_SQL + " WHERE s.id = %s", (uuid.UUID(session_id),))
-        row = await cur.fetchone()
-    return row is not None and not row["ended"]
-
-
 async def sign_in(
     conn: Conn,
     policy: AuthPolicy,
@@ -271,15 +266,15 @@ async def sign_in(
     async with conn.transaction(), conn.cursor() as cur:
         if ip is not None:
             await cur.execute(
-                "SELECT count(*) AS n, min(at) AS first FROM audit_log "
+                "SELECT count(*) AS n, extract(epoch FROM min(at) + %s - now()) AS wait_s "
+                "FROM audit_log "
                 "WHERE action = 'auth.sign_in_failed' AND ip = %s AND at > now() - %s",
-                (ip, policy.ip_window),
+                (policy.ip_window, ip, policy.ip_window),
             )
             seen = await cur.fetchone()
             assert seen is not None
             if seen["n"] >= policy.ip_max_failures:
-                wait = seen["first"] + policy.ip_window - await _now(cur)
-                raise SignInRefused("rate_limited", max(1, int(wait.total_seconds()) + 1))
+                raise SignInRefused("rate_limited", max(1, int(seen["wait_s"]) + 1))
         await cur.execute(
             "SELECT id, password_hash, disabled, failed_logins, locked_until, "
             "       greatest(0, extract(epoch FROM locked_until - now())) AS locked_s "
@@ -313,9 +308,7 @@ async def sign_in(
         elif user is not None and user["disabled"]:
             await audit(conn, username, "auth.sign_in_failed", username, ip, reason="disabled")
             refusal = SignInRefused("disabled")
-        if refusal is not None:
-            pass  # the transaction commits the counts and the audit rows first
-        else:
+        if refusal is None:  # (a refusal: the transaction commits the counts and audit first)
             assert user is not None
             if passwords.needs_rehash(user["password_hash"]):
                 await cur.execute(
@@ -341,13 +334,16 @@ async def sign_in(
                     (user_agent or "")[:300],
                 ),
             )
+            created = await cur.fetchone()
+            assert created is not None
+            expires_at: datetime = created["expires_at"]
             await audit(conn, username, "auth.sign_in", username, ip)
     if refusal is not None:
         await conn.commit()  # keep the counts and audit rows even if the caller rolls back
         raise refusal
     principal = await principal_for(conn, str(sid), username)
     assert principal is not None
-    return NewSession(principal, refresh, await _expires(conn, sid))
+    return NewSession(principal, refresh, expires_at)
 
 
 async def refresh(
@@ -395,27 +391,9 @@ async def sign_out_refresh(conn: Conn, refresh_token: str, *, ip: str | None) ->
     return row is not None
 
 
-async def _now(cur: psycopg.AsyncCursor[Any]) -> datetime:
-    await cur.execute("SELECT now() AS now")
-    row = await cur.fetchone()
-    assert row is not None
-    return row["now"]  # type: ignore[no-any-return]
-
-
-async def _expires(conn: Conn, sid: uuid.UUID) -> datetime:
-    async with conn.cursor() as cur:
-        await cur.execute("SELECT expires_at FROM auth_sessions WHERE id = %s", (sid,))
-        row = await cur.fetchone()
-    assert row is not None
-    return row["expires_at"]  # type: ignore[no-any-return]
-
-
 async def note_rules(conn: Conn, path: str, text: str, rule_ids: list[str]) -> bool:
     """Audit a change of the alert rules file: called when the engine loads it. True when the
     content differs from what the last engine loaded (first load counts as a change)."""
-    import hashlib
-    import socket
-
     digest = hashlib.sha256(text.encode()).hexdigest()
     async with conn.transaction(), conn.cursor() as cur:
         await cur.execute("SELECT pg_advisory_xact_lock(hashtext('audit:rules'))")
