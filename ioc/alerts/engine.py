@@ -155,6 +155,7 @@ class AlertEngine:
             topo = self._topology = await measure.topology(conn)
         maintenance = await measure.in_maintenance(conn, now)
         root_rules = [r.id for r in self.rules if r.root_cause]
+
         applied = 0
         for rule in self.rules:
             values = await measure.measure(conn, rule, now, self._baselines)
@@ -162,6 +163,13 @@ class AlertEngine:
             open_alerts = {r["device_id"]: _open_alert(r) for r in rows}
             flaps = await measure.recent_opens(conn, rule, now)
             parents = await measure.root_cause_alerts(conn, root_rules)
+            ended = (  # parents whose root-cause alert ended lately: their children settle
+                await measure.root_cause_resolved(
+                    conn, root_rules, now - timedelta(seconds=rule.largest("settle_s"))
+                )
+                if rule.suppress_under_parent
+                else {}
+            )
             for device_id in values.keys() | open_alerts.keys():
                 area = topo.device_area.get(device_id)
                 if area is None:
@@ -171,6 +179,8 @@ class AlertEngine:
                 ctx = Context(
                     in_maintenance=device_id in maintenance,
                     parent_alert_id=parents.get(parent) if parent else None,
+                    has_parent=parent is not None,
+                    parent_resolved_at=ended.get(parent) if parent else None,
                     recent_opens=flaps.get(device_id, 0),
                 )
                 alert = open_alerts.get(device_id)

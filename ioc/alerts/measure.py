@@ -247,6 +247,22 @@ async def root_cause_alerts(
     return {r["device_id"]: r["id"] for r in rows}
 
 
+async def root_cause_resolved(
+    conn: psycopg.AsyncConnection[Any], rule_ids: list[str], since: datetime
+) -> dict[str, datetime]:
+    """device id -> when its last root-cause alert resolved, if after ``since``."""
+    if not rule_ids:
+        return {}
+    rows = await _rows(
+        conn,
+        """SELECT device_id, max(resolved_at) AS at FROM alerts
+           WHERE rule_id = ANY(%s) AND status = 'resolved' AND resolved_at > %s
+           GROUP BY device_id""",
+        (rule_ids, since),
+    )
+    return {r["device_id"]: r["at"] for r in rows}
+
+
 async def recent_opens(
     conn: psycopg.AsyncConnection[Any], rule: Rule, now: datetime
 ) -> dict[str, int]:

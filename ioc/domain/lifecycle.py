@@ -2,7 +2,11 @@
 
 pending → firing → acknowledged → resolved, plus:
 - **suppressed**: the device is in a maintenance window, or its parent (a site's link or power)
-  is down and this alert is grouped under the parent's alert (root cause);
+  is down and this alert is grouped under the parent's alert (root cause). Grouping has two
+  waits, because an outage reaches the parent's alert and its children's in no fixed order: a
+  child's new alert stays pending ``group_wait_s`` (the parent's alert may be a moment behind),
+  and after the parent's alert resolves a grouped child stays suppressed ``settle_s`` while it
+  reconnects; only a child still bad after that fires on its own;
 - **flapping**: the (rule, device) opened ``flap_changes`` alerts within ``flap_window_s``; the
   next one is a single flapping alert that stays open until the signal has been calm for the
   whole window, instead of a storm of open/close pairs;
@@ -38,6 +42,8 @@ class OpenAlert:
 class Context:
     in_maintenance: bool = False
     parent_alert_id: int | None = None  # open root-cause alert of this device's parent
+    has_parent: bool = False  # the device depends on a parent (a site's link or power)
+    parent_resolved_at: datetime | None = None  # when the parent's last root-cause alert ended
     recent_opens: int = 0  # alerts opened for this (rule, device) within flap_window_s
 
 
@@ -49,7 +55,7 @@ class Action(StrEnum):
     FIRE = "fire"
     RESOLVE = "resolve"
     SUPPRESS = "suppress"
-    UNSUPPRESS = "unsuppress"  # back to firing: the cause of suppression is gone, still bad
+    UNSUPPRESS = "unsuppress"  # back to firing: the cause is gone (and settled), still bad
     ESCALATE = "escalate"
     STILL_FLAPPING = "still_flapping"  # remember the breach time; no event
 
@@ -67,6 +73,22 @@ def _suppressor(rule: Rule, ctx: Context) -> str | None:
     if rule.suppress_under_parent and ctx.parent_alert_id is not None:
         return f"alert:{ctx.parent_alert_id}"
     return None
+
+
+def _wait_s(rule: Rule, ctx: Context) -> float:
+    """How long a new alert stays pending before it fires."""
+    if rule.suppress_under_parent and ctx.has_parent:
+        return max(rule.for_s, rule.group_wait_s)
+    return rule.for_s
+
+
+def _settling(rule: Rule, alert: OpenAlert, ctx: Context, now: datetime) -> bool:
+    """Grouped under a parent whose alert ended less than ``settle_s`` ago."""
+    return (
+        (alert.suppressed_by or "").startswith("alert:")
+        and ctx.parent_resolved_at is not None
+        and (now - ctx.parent_resolved_at).total_seconds() < rule.settle_s
+    )
 
 
 def evaluate(
@@ -90,7 +112,7 @@ def evaluate(
             return Transition(Action.OPEN_SUPPRESSED, value, suppressor)
         if ctx.recent_opens >= rule.flap_changes:
             return Transition(Action.OPEN_FLAPPING, value)
-        if rule.for_s <= 0:
+        if _wait_s(rule, ctx) <= 0:
             return Transition(Action.OPEN_FIRING, value)
         return Transition(Action.OPEN_PENDING, value)
 
@@ -100,7 +122,7 @@ def evaluate(
             return None
         if value is not None and rule.cleared(value):
             return Transition(Action.RESOLVE, value)
-        if value is not None and rule.breaches(value):
+        if value is not None and rule.breaches(value) and not _settling(rule, alert, ctx, now):
             return Transition(Action.UNSUPPRESS, value)
         return None
     if suppressor is not None:
@@ -112,7 +134,7 @@ def evaluate(
     if status is AlertStatus.PENDING:
         if not rule.breaches(value):
             return Transition(Action.RESOLVE, value)  # never fired: withdrawn
-        if (now - alert.started_at).total_seconds() >= rule.for_s:
+        if (now - alert.started_at).total_seconds() >= _wait_s(rule, ctx):
             return Transition(Action.FIRE, value)
         return None
     if status is AlertStatus.FLAPPING:

@@ -44,7 +44,17 @@ METRICS: dict[str, str] = {
 }
 DEVICE_KINDS = ("traffic_sensor", "camera", "site")
 _OVERRIDABLE = frozenset(
-    {"threshold", "clear", "for_s", "window_s", "severity", "escalate_after_s", "enabled"}
+    {
+        "threshold",
+        "clear",
+        "for_s",
+        "window_s",
+        "severity",
+        "escalate_after_s",
+        "enabled",
+        "group_wait_s",
+        "settle_s",
+    }
 )
 
 
@@ -72,6 +82,13 @@ class Rule:
     flap_changes: int = 4  # this many openings within flap_window_s make one flapping alert
     flap_window_s: float = 600.0
     suppress_under_parent: bool = False  # root cause: group under the parent's open alert
+    # With suppress_under_parent, for a device that has a parent: a new alert waits at least
+    # this long (pending) so that the parent's root-cause alert, raised from the same outage a
+    # moment later, can still group it instead of it firing on its own.
+    group_wait_s: float = 0.0
+    # After the parent's root-cause alert resolves, a grouped alert stays suppressed this long
+    # while the device reconnects; still bad after that, it fires.
+    settle_s: float = 0.0
     root_cause: bool = False  # this rule's alerts are what children are grouped under
     enabled: bool = True
     overrides: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = field(default=())
@@ -81,6 +98,11 @@ class Rule:
 
     def cleared(self, value: float) -> bool:
         return value >= self.clear if self.op == "below" else value <= self.clear
+
+    def largest(self, name: str) -> float:
+        """The largest value of a number field here or in any area's override."""
+        values = [dict(changes).get(name) for _, changes in self.overrides]
+        return max([float(getattr(self, name))] + [float(v) for v in values if v is not None])
 
     def for_area(self, lineage: Sequence[str]) -> Rule:
         """The rule as it applies in an area: ``lineage`` runs from the root to the area, and
@@ -113,6 +135,8 @@ def _check(rule: Rule, where: str) -> None:
         raise RuleError(f"{where}: clear ({rule.clear}) must lie outside the breach zone")
     if rule.escalate_after_s is not None and rule.escalate_after_s <= 0:
         raise RuleError(f"{where}: escalate_after_s must be > 0")
+    if rule.group_wait_s < 0 or rule.settle_s < 0:
+        raise RuleError(f"{where}: group_wait_s and settle_s must be >= 0")
 
 
 def parse_rules(doc: Mapping[str, Any]) -> list[Rule]:
@@ -166,6 +190,8 @@ def parse_rules(doc: Mapping[str, Any]) -> list[Rule]:
             flap_changes=int(_number(item, "flap_changes", where, 4)),
             flap_window_s=_number(item, "flap_window_s", where, 600.0),
             suppress_under_parent=bool(item.get("suppress_under_parent", False)),
+            group_wait_s=_number(item, "group_wait_s", where, 0.0),
+            settle_s=_number(item, "settle_s", where, 0.0),
             root_cause=bool(item.get("root_cause", False)),
             enabled=bool(item.get("enabled", True)),
             overrides=tuple(parsed_overrides),

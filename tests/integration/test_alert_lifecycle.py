@@ -180,6 +180,36 @@ async def test_site_down_groups_its_devices_under_one_alert(services: Settings, 
         assert [a["status"] for a in await alerts_of(conn, s, SILENT.id)] == ["resolved"]
 
 
+async def test_late_children_settle_after_the_site_recovers(services: Settings, world) -> None:  # type: ignore[no-untyped-def]
+    """The site clears at 0.5 while two sensors are still reconnecting: they stay grouped for
+    settle_s and resolve quietly when they report; one still silent after that fires alone."""
+    conn, tag = world
+    site, now = f"site-{tag}", datetime.now(UTC)
+    sensors = [f"s{i}-{tag}" for i in range(5)]
+    for s in sensors:
+        await seen(conn, s, now - timedelta(minutes=10))
+    silent = replace(SILENT, group_wait_s=10, settle_s=30)
+    engine = AlertEngine(dsn=services.dsn, rules=[silent, SITE])
+    await engine.tick(conn, now=now)
+    await engine.tick(conn, now=now + timedelta(seconds=1))
+    for s in sensors[:3]:  # three back: 2/5 down, the site clears
+        await seen(conn, s, now + timedelta(seconds=59))
+    await engine.tick(conn, now=now + timedelta(seconds=60))
+    await engine.tick(conn, now=now + timedelta(seconds=61))
+    assert [a["status"] for a in await alerts_of(conn, site, SITE.id)] == ["resolved"]
+    late = sensors[3:]
+    for s in late:
+        assert [a["status"] for a in await alerts_of(conn, s, SILENT.id)] == ["suppressed"]
+    await seen(conn, late[0], now + timedelta(seconds=70))  # reconnects within settle_s
+    await engine.tick(conn, now=now + timedelta(seconds=71))
+    (a,) = await alerts_of(conn, late[0], SILENT.id)
+    assert a["status"] == "resolved"
+    assert await kinds(conn, a["id"]) == ["alert.suppressed", "alert.resolved"]  # nobody paged
+    await engine.tick(conn, now=now + timedelta(seconds=95))  # settle_s over, still silent
+    (b,) = await alerts_of(conn, late[1], SILENT.id)
+    assert (b["status"], b["parent_alert_id"]) == ("firing", None)
+
+
 async def test_one_sensor_down_alone_is_not_grouped(services: Settings, world) -> None:  # type: ignore[no-untyped-def]
     conn, tag = world
     now = datetime.now(UTC)

@@ -105,3 +105,60 @@ def test_flapping_is_one_alert_until_calm_for_the_window() -> None:
 @pytest.mark.parametrize("status", [AlertStatus.FIRING, AlertStatus.ACKNOWLEDGED])
 def test_open_alerts_resolve_on_clear(status: AlertStatus) -> None:
     assert act(RULE, alert(status), 50, 10) is Action.RESOLVE
+
+
+SILENT = Rule(
+    id="device.silent",
+    metric="silence_s",
+    op="above",
+    threshold=60,
+    clear=20,
+    severity="minor",
+    title="Cảm biến mất tín hiệu",
+    title_en="Sensor silent",
+    suppress_under_parent=True,
+    group_wait_s=10,
+    settle_s=30,
+)
+
+
+def test_a_child_waits_for_its_parents_alert_before_firing() -> None:
+    """An outage reaches the children first: they stay pending for the grouping wait, and the
+    parent's alert, raised meanwhile, groups them; a device without a parent fires at once."""
+    assert act(SILENT, None, 90, 0, has_parent=True) is Action.OPEN_PENDING
+    assert act(SILENT, None, 90, 0, has_parent=False) is Action.OPEN_FIRING
+    pending = alert(AlertStatus.PENDING)
+    assert act(SILENT, pending, 95, 9, has_parent=True) is None
+    assert act(SILENT, pending, 95, 5, has_parent=True, parent_alert_id=7) is Action.SUPPRESS
+    assert act(SILENT, pending, 100, 10, has_parent=True) is Action.FIRE  # no parent alert came
+    assert act(SILENT, pending, 10, 4, has_parent=True) is Action.RESOLVE  # a blip: withdrawn
+    # for_s longer than the grouping wait still rules
+    assert act(replace(SILENT, for_s=30), pending, 95, 20, has_parent=True) is None
+
+
+def test_after_the_parent_recovers_children_get_time_to_reconnect() -> None:
+    """The parent's alert clears while the last children are still reconnecting: they stay
+    grouped for settle_s, resolve when they report, and fire only if still silent after it."""
+    grouped = alert(AlertStatus.SUPPRESSED, suppressed_by="alert:7")
+    ended = at(100)
+    ctx = {"has_parent": True, "parent_resolved_at": ended}
+    assert act(SILENT, grouped, 120, 101, **ctx) is None  # settling
+    assert act(SILENT, grouped, 5, 110, **ctx) is Action.RESOLVE  # reported again
+    assert act(SILENT, grouped, 150, 129, **ctx) is None
+    assert act(SILENT, grouped, 160, 130, **ctx) is Action.UNSUPPRESS  # still silent: its own
+    # a maintenance window is not a parent: no settling after it
+    maint = alert(AlertStatus.SUPPRESSED, suppressed_by=MAINTENANCE)
+    assert act(SILENT, maint, 120, 101, **ctx) is Action.UNSUPPRESS
+
+
+def test_grouping_waits_are_per_area_and_never_negative() -> None:
+    from ioc.domain.rules import RuleError, parse_rules
+
+    base = {"id": "s", "metric": "silence_s", "op": "above", "threshold": 60, "clear": 20}
+    rule = parse_rules(
+        {"rules": [base | {"title": "x", "settle_s": 30, "overrides": {"a": {"settle_s": 90}}}]}
+    )[0]
+    assert rule.largest("settle_s") == 90
+    assert rule.for_area(["a"]).settle_s == 90
+    with pytest.raises(RuleError, match="group_wait_s"):
+        parse_rules({"rules": [base | {"title": "x", "group_wait_s": -1}]})
