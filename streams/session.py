@@ -8,8 +8,8 @@ last id sent is skipped. If the client cannot keep up it is told to resync, neve
 
 from __future__ import annotations
 
-import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,16 +19,13 @@ from ioc.db import alerts as alerts_db
 from ioc.db import devices as devices_db
 from ioc.db import events
 from ioc.db.connect import connect
-from streams.hub import EventHub, Filter, to_message
+from streams.hub import HEARTBEAT, EventHub, Filter, to_message
 
 Send = Callable[[str], Awaitable[None]]  # one JSON text message
 
 
 def encode(message: dict[str, Any]) -> str:
     return json.dumps(message, ensure_ascii=False)
-
-
-HEARTBEAT_S = 5.0
 
 
 async def _snapshot(
@@ -65,18 +62,17 @@ async def serve(hub: EventHub, send: Send, *, since: int | None, flt: Filter) ->
         finally:
             await conn.close()
         while True:
-            if sub.overflowed.is_set():
+            await sub.wait()
+            if sub.overflowed:
                 await send(encode({"type": "resync", "reason": "client_too_slow"}))
                 return "resync"
-            try:
-                msg = await asyncio.wait_for(sub.queue.get(), timeout=HEARTBEAT_S)
-            except TimeoutError:
-                await send(encode({"type": "heartbeat", "watermark": max(last, hub.position)}))
-                continue
-            if msg.id <= last:
-                continue
-            await send(msg.text)
-            last = msg.id
+            for msg in sub.take():
+                if msg is HEARTBEAT:
+                    await send(encode({"type": "heartbeat", "watermark": max(last, hub.position)}))
+                elif msg.id > last:
+                    await send(msg.text)
+                    last = msg.id
+            sub.active_at = time.monotonic()
     finally:
         hub.unsubscribe(sub)
 
