@@ -6,9 +6,10 @@ delays an event by at most ``poll_s`` and never loses it. A client whose queue i
 for resync; it never blocks the hub or the other clients.
 
 Cost per delivered message matters (1,000 clients × 20 events/s is 20,000 messages a second on
-one core): the hub appends the once-encoded event to each matching client's deque and wakes its
-session only if it sleeps; a session sends everything queued per wake-up; heartbeats come from
-one timer for all clients, not a timeout per wait.
+one core): the hub encodes each event once, as JSON and as a websocket frame (``streams.direct``),
+writes it straight to each caught-up client's socket that can take it, or appends it to the
+client's deque and wakes its session (only if it sleeps); a session sends everything queued per
+wake-up; heartbeats come from one timer for all clients, not a timeout per wait.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import structlog
 
 from ioc.db import events
 from ioc.db.connect import connect, describe
+from streams import direct
 from streams import metrics as m
 
 log = structlog.get_logger("streams.hub")
@@ -58,28 +60,66 @@ class Filter:
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
-    """An event encoded once for every client (JSON text), with its id for ordering."""
+    """An event encoded once for every client: its JSON text, and the websocket frame carrying
+    it (``streams.direct``), with its id for ordering."""
 
     id: int
     text: str
+    frame: bytes
 
 
-HEARTBEAT = Encoded(0, "")  # queued to a session that has sent nothing for HEARTBEAT_S
+HEARTBEAT = Encoded(0, "", b"")  # queued to a session that has sent nothing for HEARTBEAT_S
 
 
 class Subscription:
     """One client's bounded queue of encoded events. Full: the client is marked ``overflowed``
-    (it must resync) and gets nothing more."""
+    (it must resync) and gets nothing more.
 
-    __slots__ = ("filter", "limit", "overflowed", "_items", "_waiter", "active_at")
+    With a ``writer`` (``streams.direct``) and once its session is ``live`` (caught up), the hub
+    writes an event straight to the socket when nothing is queued before it, the session is not
+    in the middle of sending, and the socket takes it without waiting; otherwise the event is
+    queued and the session sends it, in order. ``last`` is the last event id sent either way."""
 
-    def __init__(self, flt: Filter, limit: int) -> None:
+    __slots__ = (
+        "filter",
+        "limit",
+        "overflowed",
+        "writer",
+        "live",
+        "busy",
+        "last",
+        "_items",
+        "_waiter",
+        "active_at",
+    )
+
+    def __init__(self, flt: Filter, limit: int, writer: direct.DirectWriter | None = None) -> None:
         self.filter = flt
         self.limit = limit
         self.overflowed = False
-        self.active_at = time.monotonic()  # last time the session sent something
+        self.writer = writer
+        self.live = False  # set by the session once caught up (only with a writer)
+        self.busy = False  # the session is sending what it took from the queue
+        self.last = 0
+        self.active_at = time.monotonic()  # last time something was sent
         self._items: deque[Encoded] = deque()
         self._waiter: asyncio.Future[None] | None = None
+
+    def write_now(self, item: Encoded, now: float) -> bool:
+        """Send ``item`` at once if nothing may come before it; False: queue it instead."""
+        w = self.writer
+        if (
+            w is not None
+            and self.live
+            and not self.busy
+            and not self._items
+            and item.id > self.last
+            and w.try_write(item.frame)
+        ):
+            self.last = item.id
+            self.active_at = now
+            return True
+        return False
 
     def push(self, item: Encoded) -> bool:
         """Queue one message; False (and overflowed) when the client is too far behind."""
@@ -179,8 +219,8 @@ class EventHub:
                     sub.active_at = time.monotonic()
                     sub.push(HEARTBEAT)
 
-    def subscribe(self, flt: Filter) -> Subscription:
-        sub = Subscription(flt, self.client_queue_max)
+    def subscribe(self, flt: Filter, writer: direct.DirectWriter | None = None) -> Subscription:
+        sub = Subscription(flt, self.client_queue_max, writer)
         self._subs.add(sub)
         m.CLIENTS.inc()
         return sub
@@ -259,12 +299,14 @@ class EventHub:
     def _fan_out(self, message: dict[str, Any]) -> None:
         encoded: Encoded | None = None
         delivered = 0
+        now = time.monotonic()
         for sub in self._subs:
             if sub.overflowed or not sub.filter.matches(message, self.ancestors):
                 continue
             if encoded is None:
-                encoded = Encoded(message["id"], json.dumps(message, ensure_ascii=False))
-            if sub.push(encoded):
+                text = json.dumps(message, ensure_ascii=False)
+                encoded = Encoded(message["id"], text, direct.frame(text))
+            if sub.write_now(encoded, now) or sub.push(encoded):
                 delivered += 1
             else:
                 self.resyncs += 1

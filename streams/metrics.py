@@ -10,6 +10,12 @@ RESYNCS = Counter(
 )
 EVENTS = Counter("ioc_stream_events", "events read from the events log and fanned out")
 DELIVERIES = Counter("ioc_stream_deliveries", "event messages queued to clients (events x clients)")
+SESSIONS = Counter(
+    "ioc_stream_sessions",
+    "live-stream sessions started, by how events are written: 'direct' (one frame built per "
+    "event for all clients, streams.direct) or 'asgi' (framed per client)",
+    ["path"],
+)
 POSITION = Gauge("ioc_stream_position", "id of the last event the hub fanned out")
 LISTENING = Gauge("ioc_stream_listening", "1 while the hub's LISTEN connection is up")
 RECONNECTS = Counter("ioc_stream_reconnects", "times the hub lost the database and reconnected")

@@ -19,6 +19,7 @@ from ioc.db import alerts as alerts_db
 from ioc.db import devices as devices_db
 from ioc.db import events
 from ioc.db.connect import connect
+from streams.direct import DirectWriter
 from streams.hub import HEARTBEAT, EventHub, Filter, to_message
 
 Send = Callable[[str], Awaitable[None]]  # one JSON text message
@@ -52,26 +53,44 @@ async def _snapshot(
     return {"type": "snapshot", "watermark": mark, "alerts": alerts, "devices": states}
 
 
-async def serve(hub: EventHub, send: Send, *, since: int | None, flt: Filter) -> str:
-    """Run a session until the client goes away or must resync; returns why it ended."""
-    sub = hub.subscribe(flt)  # subscribe first: nothing committed from now on can slip past
+async def serve(
+    hub: EventHub,
+    send: Send,
+    *,
+    since: int | None,
+    flt: Filter,
+    writer: DirectWriter | None = None,
+) -> str:
+    """Run a session until the client goes away or must resync; returns why it ended.
+    With a ``writer`` (``streams.direct``), live events go out as the hub's pre-built frames,
+    mostly written by the hub itself; else as text through ``send``."""
+    sub = hub.subscribe(flt, writer)  # subscribe first: nothing committed from now on slips past
     try:
         conn = await connect(hub.dsn, autocommit=True)
         try:
-            last = await _catch_up(conn, hub, send, since, flt)
+            sub.last = await _catch_up(conn, hub, send, since, flt)
         finally:
             await conn.close()
+        sub.live = writer is not None
         while True:
             await sub.wait()
             if sub.overflowed:
                 await send(encode({"type": "resync", "reason": "client_too_slow"}))
                 return "resync"
-            for msg in sub.take():
-                if msg is HEARTBEAT:
-                    await send(encode({"type": "heartbeat", "watermark": max(last, hub.position)}))
-                elif msg.id > last:
-                    await send(msg.text)
-                    last = msg.id
+            sub.busy = True  # the hub queues behind what this loop is sending
+            try:
+                for msg in sub.take():
+                    if msg is HEARTBEAT:
+                        mark = max(sub.last, hub.position)
+                        await send(encode({"type": "heartbeat", "watermark": mark}))
+                    elif msg.id > sub.last:
+                        if writer is not None:
+                            await writer.write(msg.frame)
+                        else:
+                            await send(msg.text)
+                        sub.last = msg.id
+            finally:
+                sub.busy = False
             sub.active_at = time.monotonic()
     finally:
         hub.unsubscribe(sub)

@@ -52,6 +52,10 @@ class RequestIdMiddleware:
         raw = next((v for k, v in scope.get("headers", []) if k == header), None)
         rid = request_id(raw.decode("latin-1") if raw is not None else None)
         scope.setdefault("state", {})["request_id"] = rid
+        if scope["type"] == "websocket":
+            # The server's own send, for frames written as is (streams.direct); this is the
+            # outermost middleware that sees websockets, the ones outside pass it unchanged.
+            scope["state"]["asgi_send"] = send
         status = 0
 
         async def send_with_id(message: Message) -> None:

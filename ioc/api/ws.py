@@ -23,13 +23,14 @@ from websockets.exceptions import ConnectionClosed
 
 from ioc.api.auth import authenticate, origin_allowed
 from ioc.security.policy import Perm
-from streams import protocol
+from streams import metrics, protocol
+from streams.direct import DirectWriter
 from streams.hub import SEVERITY_RANK, Filter
 from streams.session import serve
 
 router = APIRouter()
 log = structlog.get_logger("ioc.api.ws")
-GONE = (WebSocketDisconnect, ConnectionClosed, RuntimeError)
+GONE = (WebSocketDisconnect, ConnectionClosed, RuntimeError, OSError)
 MAX_BAD_MESSAGES = 20  # client messages in a row that are not understood before closing (4400)
 
 
@@ -75,6 +76,10 @@ async def stream(
         async with lock:  # the session and the ping answers share one socket
             await ws.send_text(text)
 
+    # Live events as frames built once for all clients, where the connection allows it.
+    writer = DirectWriter.of(ws.scope.get("state", {}).get("asgi_send"))
+    metrics.SESSIONS.labels("asgi" if writer is None else "direct").inc()
+
     async def answer_pings() -> None:
         """Answer each client message (streams/protocol.py): a bad one gets an error and the
         stream goes on; only a client that sends nothing but garbage is closed (4400)."""
@@ -107,7 +112,9 @@ async def stream(
         await ended.wait()
         return "session_ended"
 
-    session = asyncio.create_task(serve(ws.app.state.hub, send, since=since, flt=flt))
+    session = asyncio.create_task(
+        serve(ws.app.state.hub, send, since=since, flt=flt, writer=writer)
+    )
     reader = asyncio.create_task(answer_pings())
     watcher = asyncio.create_task(watch_session())
     tasks: tuple[asyncio.Task[Any], ...] = (session, reader, watcher)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from websockets.asyncio.client import connect as ws_connect
 
 from ioc.bench.common import bearer, bench_token
@@ -72,12 +73,24 @@ async def recv_until(ws: Any, event_id: int, timeout: float = 10) -> list[dict[s
                     return got
 
 
+def sessions(path: str) -> float:
+    return REGISTRY.get_sample_value("ioc_stream_sessions_total", {"path": path}) or 0.0
+
+
 async def test_snapshot_live_events_and_exact_resume(
     services: Settings, api: str, auth: dict[str, str]
 ) -> None:
-    async with ws_connect(f"ws://{api}/api/v1/stream", additional_headers=auth) as ws:
+    """The first connection has no compression: live events go out as the hub's pre-built
+    frames (streams.direct). The resuming one negotiates permessage-deflate (this test server
+    keeps uvicorn's default), so its events are framed per client through ASGI. Both paths
+    must deliver the same thing."""
+    direct, asgi = sessions("direct"), sessions("asgi")
+    async with ws_connect(
+        f"ws://{api}/api/v1/stream", additional_headers=auth, compression=None
+    ) as ws:
         snap = json.loads(await ws.recv())
         assert snap["type"] == "snapshot" and isinstance(snap["watermark"], int)
+        assert (sessions("direct"), sessions("asgi")) == (direct + 1, asgi)
         ids = await make_alert(services, "ts-00041", "test.stream-1")
         got = await recv_until(ws, ids[-1])
         mine = [m for m in got if m["alert"]["rule_id"] == "test.stream-1"]
@@ -88,10 +101,13 @@ async def test_snapshot_live_events_and_exact_resume(
     # Offline while three more events happen; resuming gets exactly those, once, in order.
     missed = await make_alert(services, "ts-00042", "test.stream-2")
     async with ws_connect(f"ws://{api}/api/v1/stream?since={last}", additional_headers=auth) as ws:
-        got = await recv_until(ws, missed[-1])
+        later = await make_alert(services, "ts-00043", "test.stream-3")  # live, after resume
+        got = await recv_until(ws, later[-1])
+        assert ws.protocol.extensions, "this connection was to negotiate permessage-deflate"
+        assert sessions("asgi") == asgi + 1
         ids_seen = [m["id"] for m in got]
         assert ids_seen == sorted(set(ids_seen))
-        assert set(missed) <= set(ids_seen)
+        assert set(missed) | set(later) <= set(ids_seen)
         assert all(i > last for i in ids_seen)
 
 
