@@ -13,7 +13,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +26,18 @@ SECRET_FIELDS = (
     "mqtt_sim_password",
     "mqtt_device_secret",
 )
+# Read from IOC_<NAME>_FILE too, but refused at their development default only by the roles
+# that use them (a centre without cameras needs no camera password): ingest/rtsp/config.py.
+ROLE_SECRET_FIELDS = ("rtsp_password",)
+# Camera durations: a clear error naming the variable; True where 0 is allowed.
+CAMERA_NUMBER_FIELDS = {
+    "camera_lease_seconds": False,
+    "camera_health_seconds": False,
+    "camera_thumbnail_seconds": False,
+    "sim_camera_day_seconds": False,
+    "thumbnail_history_hours": True,  # 0: only the latest thumbnail is kept
+    "thumbnail_history_every_seconds": False,
+}
 
 METRICS_PORT_FIELDS = (
     "ingest_metrics_port",
@@ -83,6 +95,26 @@ class Settings(BaseSettings):
 
     # RTSP simulator.
     rtsp_port: int = 58554
+
+    # Cameras (docs/cameras.md): their login, the camera workers and the camera simulator.
+    # ingest/rtsp/config.py derives the values that depend on others (URL, control port).
+    rtsp_user: str = "ioc-cam"
+    rtsp_password: str = DEV_SECRET  # IOC_RTSP_PASSWORD_FILE reads a file
+    rtsp_base_url: str | None = None  # where seeded cameras live; None: the local simulator
+    rtsp_control_port: int | None = None  # the simulator's control endpoint; None: rtsp_port+1
+    camera_worker_id: str | None = None  # the lease holder's name; None: <host>-<pid>
+    camera_pool: str = "default"  # which cameras this worker may lease
+    camera_lease_seconds: float = 15.0
+    camera_health_seconds: float = 5.0
+    camera_thumbnail_seconds: float = 5.0
+    privacy_masks_file: Path | None = None  # None: config/privacy-masks.yaml when it exists
+    # Past thumbnails kept this long (0: only the latest); `ioc rollups` reads it too.
+    thumbnail_history_hours: float = 0.0
+    thumbnail_history_every_seconds: float = 60.0
+    sim_cameras: int = Field(default=8, ge=0)
+    sim_camera_size: str = "640x360"
+    sim_camera_fps: int = Field(default=10, gt=0)
+    sim_camera_day_seconds: float = 600.0
 
     # API.
     api_host: str = "127.0.0.1"
@@ -154,7 +186,7 @@ class Settings(BaseSettings):
         secrets), so it need not sit in the environment."""
         if not isinstance(data, dict):
             return data
-        for name in SECRET_FIELDS:
+        for name in (*SECRET_FIELDS, *ROLE_SECRET_FIELDS):
             path = os.environ.get(f"IOC_{name.upper()}_FILE")
             if path and name not in data:
                 try:
@@ -164,6 +196,42 @@ class Settings(BaseSettings):
                         f"IOC_{name.upper()}_FILE: cannot read {path}: {e.strerror}"
                     ) from None
         return data
+
+    @field_validator(*CAMERA_NUMBER_FIELDS, mode="before")
+    @classmethod
+    def _camera_number(cls, value: Any, info: ValidationInfo) -> Any:
+        field = str(info.field_name)
+        if isinstance(value, str) and not value.strip():
+            return cls.model_fields[field].default  # VAR= (as compose may pass): the default
+        name, zero = f"IOC_{field.upper()}", CAMERA_NUMBER_FIELDS[field]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            unit = name.rsplit("_", 1)[-1].lower()
+            raise ValueError(f"{name} must be a number of {unit}, not {value!r}") from None
+        if not number >= 0 or (number == 0 and not zero):  # NaN fails too
+            limit = "0 or more" if zero else "more than 0"
+            raise ValueError(f"{name} must be {limit}, not {value}")
+        return number
+
+    @field_validator(
+        "rtsp_base_url",
+        "rtsp_control_port",
+        "camera_worker_id",
+        "privacy_masks_file",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("sim_camera_size")
+    @classmethod
+    def _camera_size(cls, value: str) -> str:
+        width, x, height = value.lower().partition("x")
+        if not (x and width.isdigit() and height.isdigit() and int(width) and int(height)):
+            raise ValueError(f"IOC_SIM_CAMERA_SIZE must look like 640x360, not {value!r}")
+        return f"{int(width)}x{int(height)}"
 
     @model_validator(mode="after")
     def _no_fixed_ports_in_tests(self) -> Settings:

@@ -17,7 +17,7 @@ appears. Values shorter than :data:`MIN_SECRET_LENGTH` are not searched for by v
 would mask ordinary words (their URL form is still removed).
 
 Not covered: bytes written straight to file descriptor 2 by C libraries (FFmpeg inside
-OpenCV): they carry no URLs today (tests/integration/test_redaction.py checks the camera path).
+PyAV, whose logging the camera capture keeps off): they carry no URLs today (tests/integration/test_redaction.py checks the camera path).
 """
 
 from __future__ import annotations

@@ -1,19 +1,22 @@
-"""One supervised capture per camera: a thread that opens the stream, reads every frame and
-analyses a few a second, and reconnects with capped, jittered backoff when anything fails.
+"""One supervised capture per camera: a thread that opens the stream, counts every frame,
+decodes and analyses about one a second, and reconnects with capped, jittered backoff when
+anything fails.
 
-Every blocking OpenCV call has a timeout (set in the constructor, as PLATFORM.md says: without
-it a hung server blocks a read for ~90 s), so ``stop()`` is honoured within a few seconds.
+The stream is read with PyAV (FFmpeg), packet by packet: every packet counts towards the fps,
+but only the frames a health sample needs are decoded (``sampling.SamplePlan``: usually just
+the keyframes). OpenCV's capture cannot do that: its ``grab()`` decodes every frame, which made
+health cost as much as a viewer (docs/cameras.md, "Cost").
 
-OpenCV opens one stream at a time per process (a global lock around FFmpeg's open; measured:
-ten threads opening ten streams took 1.2 s, 2.4 s, ... 12 s). So a camera whose last attempt
-failed is asked first with our own RTSP DESCRIBE (``probe``, no lock): when that says the open
-cannot succeed (refused, 401, 404, no answer) we skip it, and a hung camera does not hold every
-other camera's reconnect behind its open timeout. The
-thread catches everything, counts it, backs off and tries again; opens are capped per minute so a
-camera that fails instantly is not hammered. The URL with credentials lives only in this object
-and is never logged: logs and reasons carry ``safe_url``.
+Every blocking call has a timeout (the open and each read, as PLATFORM.md says: without one a
+hung server blocks a read for ~90 s), so ``stop()`` is honoured within a few seconds. A camera
+whose last attempt failed is asked first with our own RTSP DESCRIBE (``probe``): when that says
+the open cannot succeed (refused, 401, 404, no answer) the open is skipped. The thread catches
+everything, counts it, backs off and tries again; opens are capped per minute so a camera that
+fails instantly is not hammered. The URL with credentials lives only in this object and is
+never logged (FFmpeg's errors carry it: they are classified, never printed): logs and reasons
+carry ``safe_url``.
 
-Only this thread touches its ``cv2.VideoCapture``; the worker reads results through
+Only this thread touches its container and decoder; the worker reads results through
 ``snapshot()`` under the lock, so nothing else crosses the thread boundary.
 
 Privacy masks (``ioc.domain.privacy``) are applied to the thumbnail before it is encoded, so the
@@ -23,7 +26,6 @@ mask is rasterised once per picture size, on the first thumbnail.
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -34,12 +36,15 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import av
 import cv2
 import numpy as np
 import structlog
+from av.container import InputContainer
 
 from ingest.rtsp import metrics as m
 from ingest.rtsp import probe
+from ingest.rtsp.sampling import SamplePlan
 from ingest.rtsp.tracker import HealthTracker
 from ioc.domain.camera import (
     ANALYSIS_H,
@@ -58,21 +63,18 @@ log = structlog.get_logger("ingest.rtsp.capture")
 # RTSP over TCP (interleaved): no lost UDP packets, one socket per camera. One second of stream
 # analysis is enough to open (the SDP carries the H.264 parameters); FFmpeg's default analyses
 # until the open timeout cuts it short, which made every (re)connect cost the whole timeout.
-# Quiet FFmpeg: its messages can name the URL, and we report failures ourselves.
-os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp|analyzeduration;1000000")
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
-try:
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-except AttributeError:  # older builds without the logging module
-    pass
+STREAM_OPTIONS = {"rtsp_transport": "tcp", "analyzeduration": "1000000"}
+# Quiet FFmpeg (PyAV's default; said again so no import elsewhere turns it on for us): its
+# messages can name the URL, and we report failures ourselves.
+av.logging.set_level(None)
 
 
 @dataclass(frozen=True)
 class CaptureOptions:
     open_timeout_s: float = 3.0
     read_timeout_s: float = 1.0
-    sample_interval_s: float = 0.5  # analyse 2 frames a second: every check needs no more
+    sample_interval_s: float = 1.0  # analyse a picture a second: every check needs no more
+    arrivals_every_s: float = 0.25  # hand frame arrivals (the fps) to the tracker this often
     thumbnail_interval_s: float = 5.0
     thumbnail_quality: int = 70
     backoff_base_s: float = 0.5
@@ -94,14 +96,21 @@ def with_credentials(url: str, user: str | None, password: str | None) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def open_capture(url: str, options: CaptureOptions) -> cv2.VideoCapture:
-    """The one way this project opens a stream (the benchmark's bare loop uses it too)."""
-    params = [
-        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(options.open_timeout_s * 1000),
-        cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(options.read_timeout_s * 1000),
-        cv2.CAP_PROP_N_THREADS, options.decoder_threads,
-    ]  # fmt: skip
-    return cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+def open_stream(url: str, options: CaptureOptions) -> InputContainer:
+    """The one way this project opens a stream. Raises ``av.FFmpegError`` (its message carries
+    the URL: never log it) or ``OSError`` when it cannot be opened, ``IndexError`` when it has
+    no video."""
+    container = av.open(
+        url, container_options=STREAM_OPTIONS,
+        timeout=(options.open_timeout_s, options.read_timeout_s),
+    )  # fmt: skip
+    try:
+        codec = container.streams.video[0].codec_context
+        codec.thread_count = options.decoder_threads
+    except BaseException:
+        container.close()
+        raise
+    return container
 
 
 @dataclass
@@ -145,7 +154,9 @@ class CameraCapture:
         self._thread: threading.Thread | None = None
         self._thumb: tuple[bytes, datetime, int, int] | None = None
         self._last_frame_wall: datetime | None = None
-        self.counters = {"opens": 0, "open_failures": 0, "sessions": 0, "frames": 0, "errors": 0}
+        self.counters = {
+            "opens": 0, "open_failures": 0, "sessions": 0, "frames": 0, "decoded": 0, "errors": 0,
+        }  # fmt: skip
         self._failing = False  # did the last attempt fail? then probe before opening
         self.privacy = tuple(tuple(p) for p in privacy)  # polygons, normalised 0..1
         self._masks: dict[tuple[int, ...], Mask] = {}  # picture shape -> mask
@@ -221,7 +232,7 @@ class CameraCapture:
             opens.append(now)
             try:
                 stable = self._session()
-            except Exception as exc:  # an OpenCV or numpy surprise: count it, back off, go on
+            except Exception as exc:  # a PyAV, OpenCV or numpy surprise: count it, back off, go on
                 self.counters["errors"] += 1
                 stable = False
                 detail = redact(f"{type(exc).__name__}: {exc}")[:200]
@@ -249,20 +260,21 @@ class CameraCapture:
                 self._failed(reason)
                 return False
         started = self.clock()
-        cap = open_capture(self._auth_url, o)
         try:
-            if not cap.isOpened():
-                self._failed(self._why_not_opened(self.clock() - started))
-                return False
+            container = open_stream(self._auth_url, o)
+        except (av.FFmpegError, OSError, IndexError):  # FFmpeg's text has the URL: not kept
+            self._failed(self._why_not_opened(self.clock() - started))
+            return False
+        try:
             self._failing = False
             self.counters["sessions"] += 1
             with self._lock:
                 self.tracker.on_connected(self.clock())
-            stable = self._read_loop(cap)
+            stable = self._read_loop(container)
             self._failing = not stable
             return stable
         finally:
-            cap.release()
+            container.close()
 
     def _failed(self, reason: Reason) -> None:
         self._failing = True
@@ -283,47 +295,77 @@ class CameraCapture:
             )
         return probe.classify(self._url, self._user, self._password, self.options.probe_timeout_s)
 
-    def _read_loop(self, cap: cv2.VideoCapture) -> bool:
+    def _read_loop(self, container: InputContainer) -> bool:
         o = self.options
-        opened = self.clock()
-        frames, last_sample, last_thumb = 0, -1e9, -1e9
+        stream = container.streams.video[0]
+        decoder = stream.codec_context
+        packets = container.demux(stream)
+        opened = last_packet = self.clock()
+        plan = SamplePlan(o.sample_interval_s, started=opened)
+        frames, decoded, last_thumb, handed = 0, 0, -1e9, opened
         arrivals: list[float] = []  # handed to the tracker a few times a second, not per frame
         while not self._stop.is_set():
-            before = self.clock()
-            ok = cap.grab()
-            now = self.clock()
-            if not ok:
-                if now - before >= 0.8 * o.read_timeout_s:
+            try:
+                packet = next(packets)
+            except (StopIteration, av.FFmpegError, OSError):  # the end, a timeout, a break
+                now = self.clock()
+                if now - last_packet >= 0.8 * o.read_timeout_s:
                     reason = Reason("no_video", "the camera stopped sending video", 0.9)
                 else:
                     reason = Reason("stream_lost", "the camera closed the stream", 0.9)
                 with self._lock:
                     self.tracker.on_frames(arrivals)
                     self.tracker.on_disconnected(now, reason, was_streaming=frames > 0)
-                self.counters["frames"] += len(arrivals)
+                self._count(arrivals, decoded)
                 log.info("stream ended", device=self.device_id, reason=reason.code, frames=frames)
                 return frames > 0 and now - opened >= o.stable_session_s
+            now = last_packet = self.clock()
+            if packet.size == 0:  # the demuxer's flush packet: no frame
+                continue
             frames += 1
             arrivals.append(now)
-            if now - last_sample < o.sample_interval_s:
-                continue
-            ok, frame = cap.retrieve()
-            last_sample = now
-            thumb = now - last_thumb >= o.thumbnail_interval_s
-            if ok and frame is not None:
-                self._analyse(frame, now, thumb, arrivals)
+            decode, sample = plan.packet(now, packet.is_keyframe)
+            pictures = []
+            if decode:
+                decoded += 1
+                try:
+                    pictures = decoder.decode(packet)
+                except av.FFmpegError:  # a damaged frame: the next keyframe starts afresh
+                    pictures = []
+            if sample and pictures:
+                plan.sampled(now)
+                thumb = now - last_thumb >= o.thumbnail_interval_s
+                picture = pictures[-1]
+                colour = picture.to_ndarray(format="bgr24") if thumb else None
+                self._analyse(picture.to_ndarray(format="gray"), now, thumb, arrivals, colour)
                 if thumb:
                     last_thumb = now
-            else:
+            elif now - handed >= o.arrivals_every_s:
                 with self._lock:
                     self.tracker.on_frames(arrivals)
-            self.counters["frames"] += len(arrivals)
-            arrivals = []
+            else:
+                continue
+            handed = now
+            self._count(arrivals, decoded)
+            arrivals, decoded = [], 0
         return True
 
+    def _count(self, arrivals: list[float], decoded: int) -> None:
+        self.counters["frames"] += len(arrivals)
+        self.counters["decoded"] += decoded
+        m.FRAMES.inc(len(arrivals))
+        m.DECODED.inc(decoded)
+
     def _analyse(
-        self, frame: np.ndarray[Any, Any], now: float, thumbnail: bool, arrivals: list[float]
+        self,
+        frame: np.ndarray[Any, Any],
+        now: float,
+        thumbnail: bool,
+        arrivals: list[float],
+        colour: np.ndarray[Any, Any] | None = None,
     ) -> None:
+        """Health figures of ``frame`` (BGR or grey) and, when asked, a thumbnail of ``colour``
+        (default: ``frame``)."""
         if frame.ndim == 3:
             gray_full = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         else:
@@ -333,7 +375,8 @@ class CameraCapture:
         wall = datetime.now(UTC)
         jpeg = None
         if thumbnail:
-            small = cv2.resize(frame, (ANALYSIS_W, ANALYSIS_H), interpolation=cv2.INTER_AREA)
+            picture = frame if colour is None else colour
+            small = cv2.resize(picture, (ANALYSIS_W, ANALYSIS_H), interpolation=cv2.INTER_AREA)
             if self.privacy:
                 picture = np.asarray(small, dtype=np.uint8)
                 small = apply_mask(picture, self._mask(picture.shape))

@@ -1,22 +1,15 @@
-"""Camera settings read from the environment (until they move into ``ioc.config.Settings``).
+"""The camera roles' view of :class:`ioc.config.Settings`.
 
-IOC_RTSP_USER, IOC_RTSP_PASSWORD      the cameras' login (simulator and workers)
-IOC_RTSP_BASE_URL                     where the seeded cameras live (no credentials)
-IOC_RTSP_CONTROL_PORT                 the camera simulator's control endpoint
-IOC_CAMERA_WORKER_ID, IOC_CAMERA_POOL  who this worker is, which cameras it may lease
-IOC_CAMERA_LEASE_SECONDS, IOC_CAMERA_HEALTH_SECONDS, IOC_CAMERA_THUMBNAIL_SECONDS
-IOC_SIM_CAMERAS, IOC_SIM_CAMERA_SIZE, IOC_SIM_CAMERA_FPS, IOC_SIM_CAMERA_DAY_SECONDS
-IOC_PRIVACY_MASKS_FILE                the privacy masks (default config/privacy-masks.yaml
-                                      when it exists; docs/privacy.md)
-IOC_THUMBNAIL_HISTORY_HOURS           keep past thumbnails this long (0, the default: only
-                                      the latest is kept); retention is ``ioc rollups``'
-IOC_THUMBNAIL_HISTORY_EVERY_SECONDS   at most one past thumbnail per camera this often (60)
+Every camera setting (``IOC_RTSP_*``, ``IOC_CAMERA_*``, ``IOC_SIM_CAMERA*``,
+``IOC_PRIVACY_MASKS_FILE``, ``IOC_THUMBNAIL_HISTORY_*``; docs/cameras.md) is read and validated
+by ``Settings``. This view resolves what depends on other settings or on the machine (the
+simulator's URL and control port, the default masks file, the simulator's size) and refuses the
+development camera password in production: only the roles that use cameras ask for it, so a
+centre without cameras needs no camera password.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,56 +44,35 @@ class CameraSettings:
         return self.thumbnail_history_every_s if self.thumbnail_history_hours > 0 else None
 
 
-def _number(e: Mapping[str, str], name: str, default: float, *, zero: bool) -> float:
-    raw = e.get(name, "")
-    try:
-        value = float(raw) if raw.strip() else default
-    except ValueError:
-        raise ValueError(f"{name} must be a number of {name.rsplit('_', 1)[-1].lower()}") from None
-    if value < 0 or (value == 0 and not zero) or value != value:
-        raise ValueError(f"{name} must be {'0 or more' if zero else 'more than 0'}, not {raw}")
-    return value
-
-
-def camera_settings(settings: Settings, env: dict[str, str] | None = None) -> CameraSettings:
-    e = os.environ if env is None else env
-    size = e.get("IOC_SIM_CAMERA_SIZE", "640x360").lower().split("x")
-    try:
-        width, height = int(size[0]), int(size[1])
-    except (IndexError, ValueError):
-        raise ValueError("IOC_SIM_CAMERA_SIZE must look like 640x360") from None
-    password = e.get("IOC_RTSP_PASSWORD", DEV_SECRET)
-    if settings.environment == "production" and password == DEV_SECRET:
+def camera_settings(settings: Settings) -> CameraSettings:
+    if settings.environment == "production" and settings.rtsp_password == DEV_SECRET:
         raise ValueError(
             "IOC_RTSP_PASSWORD still has the development default; "
             "set the cameras' real password before running with IOC_ENVIRONMENT=production"
         )
+    width, _, height = settings.sim_camera_size.partition("x")  # checked by Settings
     return CameraSettings(
-        rtsp_user=e.get("IOC_RTSP_USER", "ioc-cam"),
-        rtsp_password=password,
-        rtsp_base_url=e.get("IOC_RTSP_BASE_URL", f"rtsp://127.0.0.1:{settings.rtsp_port}"),
-        control_port=int(e.get("IOC_RTSP_CONTROL_PORT", settings.rtsp_port + 1)),
-        worker_id=e.get("IOC_CAMERA_WORKER_ID") or None,
-        pool=e.get("IOC_CAMERA_POOL", "default"),
-        lease_s=float(e.get("IOC_CAMERA_LEASE_SECONDS", 15)),
-        health_s=float(e.get("IOC_CAMERA_HEALTH_SECONDS", 5)),
-        thumbnail_s=float(e.get("IOC_CAMERA_THUMBNAIL_SECONDS", 5)),
-        sim_cameras=int(e.get("IOC_SIM_CAMERAS", 8)),
-        sim_width=width,
-        sim_height=height,
-        sim_fps=int(e.get("IOC_SIM_CAMERA_FPS", 10)),
-        sim_day_seconds=float(e.get("IOC_SIM_CAMERA_DAY_SECONDS", 600)),
-        privacy_masks_file=_masks_file(e.get("IOC_PRIVACY_MASKS_FILE")),
-        thumbnail_history_hours=_number(e, "IOC_THUMBNAIL_HISTORY_HOURS", 0.0, zero=True),
-        thumbnail_history_every_s=_number(
-            e, "IOC_THUMBNAIL_HISTORY_EVERY_SECONDS", 60.0, zero=False
-        ),
+        rtsp_user=settings.rtsp_user,
+        rtsp_password=settings.rtsp_password,
+        rtsp_base_url=settings.rtsp_base_url or f"rtsp://127.0.0.1:{settings.rtsp_port}",
+        control_port=settings.rtsp_control_port or settings.rtsp_port + 1,
+        worker_id=settings.camera_worker_id or None,
+        pool=settings.camera_pool,
+        lease_s=settings.camera_lease_seconds,
+        health_s=settings.camera_health_seconds,
+        thumbnail_s=settings.camera_thumbnail_seconds,
+        sim_cameras=settings.sim_cameras,
+        sim_width=int(width),
+        sim_height=int(height),
+        sim_fps=settings.sim_camera_fps,
+        sim_day_seconds=settings.sim_camera_day_seconds,
+        privacy_masks_file=settings.privacy_masks_file or _default_masks_file(),
+        thumbnail_history_hours=settings.thumbnail_history_hours,
+        thumbnail_history_every_s=settings.thumbnail_history_every_seconds,
     )
 
 
-def _masks_file(value: str | None) -> Path | None:
-    """The file named (it must then exist: checked when it is read), else the project's default
-    when it exists, else none."""
-    if value:
-        return Path(value)
+def _default_masks_file() -> Path | None:
+    """The project's masks file when it exists (a file named by IOC_PRIVACY_MASKS_FILE must
+    exist: checked when it is read)."""
     return DEFAULT_MASKS_FILE if DEFAULT_MASKS_FILE.is_file() else None

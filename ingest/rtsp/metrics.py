@@ -33,6 +33,10 @@ RECONNECTS = Counter(
 OPEN_FAILURES = Counter(
     "ioc_camera_open_failures", "stream opens that failed, by reason code", ["reason"]
 )
+FRAMES = Counter("ioc_camera_frames", "video frames received (every one counts towards the fps)")
+DECODED = Counter(
+    "ioc_camera_frames_decoded", "frames decoded for analysis (and the frames those needed)"
+)
 RESTARTS = Counter("ioc_camera_capture_restarts", "dead capture threads restarted by the watchdog")
 STATUS = Gauge("ioc_camera_status", "cameras held by this worker, by status", ["status"])
 

@@ -1,8 +1,8 @@
 """Why did a camera not open? One RTSP DESCRIBE, by hand, with a timeout.
 
-OpenCV only says "not opened". When that happens the capture asks the camera directly, so the
-operator reads "the camera refused our credentials (401)" or "no stream at /cam3 (404)" instead
-of "offline". Basic and Digest authentication, as IP cameras use them. The password is only used
+A failed open says little (and FFmpeg's error text carries the URL, so it is never shown). When
+that happens the capture asks the camera directly, so the operator reads "the camera refused our
+credentials (401)" or "no stream at /cam3 (404)" instead of "offline". Basic and Digest authentication, as IP cameras use them. The password is only used
 to compute the Authorization header; nothing here returns or logs it.
 """
 

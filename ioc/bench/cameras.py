@@ -5,8 +5,10 @@ One run, three processes on the same simulated streams (640x360, 15 fps; 20 came
 
 - the simulator (GStreamer RTSP server): its own cost limits how many cameras one machine can
   simulate, so it is reported too;
-- the real health worker (``ioc ingest rtsp``: leases, capture threads, analysis, database);
-- a bare OpenCV loop that only ``read()``s every stream (same ``open_capture``).
+- the real health worker (``ioc ingest rtsp``: leases, capture threads, analysis, database;
+  it counts every frame and decodes about one a second, see ``ingest/rtsp/sampling.py``);
+- a bare OpenCV loop that only ``read()``s every stream: what watching them costs (OpenCV's
+  FFmpeg backend, over TCP, with the worker's timeouts and one decoder thread).
 
 Measured only once every stream is open and delivering. Cameras per core = cameras / the
 process's CPU share (1.0 = one core); ``ratio`` = analysed ÷ bare cameras per core. The worker
@@ -65,8 +67,21 @@ class Bare:
 
 def bare_loop(port: int, cameras: int) -> None:
     """Child process: read every frame of every stream, report counts every second."""
-    from ingest.rtsp.capture import CaptureOptions, open_capture, with_credentials
+    import cv2
 
+    from ingest.rtsp.capture import STREAM_OPTIONS, CaptureOptions, with_credentials
+
+    # The worker's stream options (read at each open), FFmpeg quiet.
+    options = "|".join(f"{k};{v}" for k, v in STREAM_OPTIONS.items())
+    os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", options)
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    o = CaptureOptions()  # and its timeouts and decoder threads
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(o.open_timeout_s * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(o.read_timeout_s * 1000),
+        cv2.CAP_PROP_N_THREADS, o.decoder_threads,
+    ]  # fmt: skip
     frames = [0] * cameras
     opened = [False] * cameras
 
@@ -75,7 +90,7 @@ def bare_loop(port: int, cameras: int) -> None:
             f"rtsp://127.0.0.1:{port}/cam{i + 1}", USER, os.environ["IOC_RTSP_PASSWORD"]
         )
         while True:
-            cap = open_capture(url, CaptureOptions())
+            cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
             opened[i] = cap.isOpened()
             while cap.isOpened():
                 ok, _ = cap.read()
@@ -128,12 +143,13 @@ def _received(settings: Settings, ids: list[str]) -> dict[str, tuple[int, dateti
     }
 
 
-def _worker_ready(settings: Settings, ids: list[str]) -> bool:
+def _worker_ready(settings: Settings, ids: list[str]) -> int:
+    """How many cameras the worker sees ok at (nearly) the full frame rate."""
     rows = asyncio.run(
         _db(settings, "SELECT last FROM device_state WHERE device_id = ANY(%s)", ids)
     )
-    good = [r for r in rows if r["last"].get("status") == "ok" and (r["last"].get("fps") or 0)]
-    return len(good) == len(ids) and all(r["last"]["fps"] >= 0.95 * FPS for r in good)
+    last = [r["last"] for r in rows]
+    return sum(1 for s in last if s.get("status") == "ok" and (s.get("fps") or 0) >= 0.95 * FPS)
 
 
 def main(settings: Settings, quick: bool) -> dict[str, Any]:
@@ -161,9 +177,14 @@ def _run(settings: Settings, n: int, measure_s: float, quick: bool) -> dict[str,
         procs.append(bare.proc)
         _say(f"{n} cameras {W}x{H}@{FPS}: waiting for every stream to deliver")
         deadline = time.monotonic() + 120
-        while not (_worker_ready(settings, ids) and bare.last["opened"] == n):
+        while (ready := _worker_ready(settings, ids)) < n or bare.last["opened"] < n:
             if time.monotonic() > deadline:
-                raise TimeoutError("the streams did not all deliver within 120 s")
+                tail = (state / "worker.log").read_text(errors="replace").splitlines()[-15:]
+                _say("the worker's last lines:\n" + "\n".join(tail))
+                raise TimeoutError(
+                    f"the streams did not all deliver within 120 s: worker {ready}/{n} ok at "
+                    f"full rate, bare loop {bare.last['opened']}/{n} open"
+                )
             if worker.poll() is not None:
                 raise RuntimeError(f"the health worker exited with code {worker.returncode}")
             time.sleep(1.0)

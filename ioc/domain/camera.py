@@ -73,8 +73,12 @@ class Thresholds:
     black_mean: float = 22.0
     black_dark_fraction: float = 0.97
     flat_std: float = 4.0  # a picture (or block) this uniform shows nothing
-    motion_delta: int = 8  # a coarse pixel "changed" by more than this many grey levels
-    frozen_motion: float = 0.004  # fraction of changed coarse pixels below which a pair is still
+    # A coarse pixel "changed" by more than this many grey levels. Samples are mostly keyframes
+    # (ingest/rtsp/sampling.py): the same still picture encoded twice differs by up to ~4 % of
+    # coarse pixels at 8 levels (the encoder's quality settles after motion stops) but < 0.5 %
+    # at 16, while one car crossing changes ~1.5 % by far more than 16, by night too.
+    motion_delta: int = 16
+    frozen_motion: float = 0.008  # fraction of changed coarse pixels below which a pair is still
     frozen_window_s: float = 3.0
     frozen_still_share: float = 0.6  # of the sample pairs in the window (keyframes are noisy)
     blur_ratio: float = 0.45  # sharpness below this share of the baseline is "blurred"
@@ -272,9 +276,16 @@ def check_covered(s: FrameStats, base: Baseline | None, th: Thresholds) -> Reaso
 def check_frozen(
     motions: Sequence[tuple[float, float]], now: float, th: Thresholds
 ) -> Reason | None:
-    """``motions``: (time, changed fraction against the previous sample), oldest first."""
+    """``motions``: (time, changed fraction against the previous sample), oldest first.
+
+    The pairs of the last ``frozen_window_s`` must cover most of it: a pair reaches back to the
+    pair before it, so one picture a second (three pairs in three seconds) is enough."""
     recent = [m for t, m in motions if now - t <= th.frozen_window_s]
-    if len(recent) < 3 or now - motions[-len(recent)][0] < th.frozen_window_s * 0.8:
+    if len(recent) < 2:
+        return None
+    first = len(motions) - len(recent)
+    covered_from = motions[first - 1][0] if first > 0 else motions[first][0]
+    if now - covered_from < th.frozen_window_s * 0.8:
         return None
     still = sum(1 for m in recent if m < th.frozen_motion) / len(recent)
     if still >= th.frozen_still_share:

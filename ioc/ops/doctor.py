@@ -10,7 +10,6 @@ already failed, or there is nothing to check).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import ssl
 import subprocess
@@ -316,9 +315,10 @@ def check_mqtt(settings: Settings, opts: DoctorOptions) -> Check:
     )
 
 
-def check_rtsp(cameras: list[str], opts: DoctorOptions) -> Check:
-    """One line for all the cameras' RTSP servers (a real site has one per camera)."""
-    endpoints = camera_endpoints(cameras, os.environ.get("IOC_RTSP_BASE_URL"))
+def check_rtsp(cameras: list[str], opts: DoctorOptions, base_url: str | None = None) -> Check:
+    """One line for all the cameras' RTSP servers (a real site has one per camera) and the
+    one IOC_RTSP_BASE_URL names, when set."""
+    endpoints = camera_endpoints(cameras, base_url)
     if not endpoints:
         return Check("rtsp", "skip", "no cameras configured")
     sample = endpoints[:MAX_RTSP_PROBES]
@@ -439,7 +439,7 @@ def check_api(settings: Settings, opts: DoctorOptions) -> Check:
 def run_checks(settings: Settings, opts: DoctorOptions) -> list[Check]:
     checks, facts = check_database(settings, opts)
     checks.append(check_mqtt(settings, opts))
-    checks.append(check_rtsp(facts.get("cameras", []), opts))
+    checks.append(check_rtsp(facts.get("cameras", []), opts, settings.rtsp_base_url))
     checks += check_disks(settings, facts)
     checks += check_certs([*configured_certs(settings), *opts.certs])
     checks.append(check_api(settings, opts))

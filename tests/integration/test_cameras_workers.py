@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-from ingest.rtsp.capture import CameraCapture, CaptureOptions, open_capture, with_credentials
+from ingest.rtsp.capture import CameraCapture, CaptureOptions, open_stream, with_credentials
 from ingest.rtsp.tracker import HealthTracker
 from ioc.config import Settings
 from ioc.db import cameras as repo
@@ -135,11 +135,15 @@ def test_reconnect_cycles_leave_no_thread_or_memory_behind(sim: CameraSimulator)
         time.sleep(0.5)
         return threading.active_count(), me.num_threads()
 
-    # Warm up OpenCV/FFmpeg once, so lazily created pools count as the baseline.
+    def session() -> None:  # open, decode a keyframe, close
+        with open_stream(real, CaptureOptions()) as container:
+            video = container.streams.video[0]
+            key = next(p for p in container.demux(video) if p.is_keyframe)
+            assert video.codec_context.decode(key)
+
+    # Warm up PyAV/FFmpeg once, so lazily created pools count as the baseline.
     real = with_credentials(sim.url(1), USER, PASSWORD)
-    cap = open_capture(real, CaptureOptions())
-    assert cap.isOpened() and cap.grab()
-    cap.release()
+    session()
     py0, os0 = settle()
     rss0 = me.memory_info().rss
 
@@ -160,11 +164,9 @@ def test_reconnect_cycles_leave_no_thread_or_memory_behind(sim: CameraSimulator)
     assert capture.counters["errors"] == 0
     assert capture.tracker.reasons(time.monotonic())[0].code == "not_found"
 
-    # 2. Real sessions: open, decode, release.
+    # 2. Real sessions: open, decode, close.
     for _ in range(5):
-        cap = open_capture(real, CaptureOptions())
-        assert cap.isOpened() and cap.grab() and cap.grab()
-        cap.release()
+        session()
 
     py1, os1 = settle()
     rss1 = me.memory_info().rss

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ingest.rtsp.config import camera_settings
-from ioc.config import Settings
+from ioc.config import SECRET_FIELDS, Settings
 from simulators.cameras import control, gst_server, pipeline, scene
 
 
@@ -56,13 +56,41 @@ def test_scenes_are_deterministic_distinct_and_wider_than_the_frame() -> None:
     assert np.abs(a.astype(int) - scene.render_background(2, 320, 180)).mean() > 10
 
 
-def test_camera_settings_from_the_environment() -> None:
-    s = Settings(rtsp_port=1554)
-    cs = camera_settings(s, {"IOC_SIM_CAMERA_SIZE": "320x180", "IOC_RTSP_USER": "viewer"})
-    assert (cs.sim_width, cs.sim_height, cs.rtsp_user) == (320, 180, "viewer")
+def test_camera_settings_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IOC_SIM_CAMERA_SIZE", "320X180")
+    monkeypatch.setenv("IOC_RTSP_USER", "viewer")
+    monkeypatch.setenv("IOC_CAMERA_LEASE_SECONDS", "20")
+    monkeypatch.setenv("IOC_CAMERA_WORKER_ID", "")
+    for name in ("IOC_RTSP_BASE_URL", "IOC_RTSP_CONTROL_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    cs = camera_settings(Settings(_env_file=None, rtsp_port=1554))  # type: ignore[call-arg]
+    assert (cs.sim_width, cs.sim_height, cs.rtsp_user, cs.lease_s) == (320, 180, "viewer", 20)
     assert cs.rtsp_base_url == "rtsp://127.0.0.1:1554" and cs.control_port == 1555
-    with pytest.raises(ValueError, match="640x360"):
-        camera_settings(s, {"IOC_SIM_CAMERA_SIZE": "big"})
-    prod = Settings.model_construct(environment="production", rtsp_port=1554)
-    with pytest.raises(ValueError, match="IOC_RTSP_PASSWORD"):
-        camera_settings(prod, {})
+    assert cs.worker_id is None
+    for name, bad, says in (
+        ("IOC_SIM_CAMERA_SIZE", "big", "IOC_SIM_CAMERA_SIZE must look like 640x360"),
+        ("IOC_CAMERA_LEASE_SECONDS", "0", "IOC_CAMERA_LEASE_SECONDS must be more than 0"),
+        ("IOC_CAMERA_HEALTH_SECONDS", "soon", "IOC_CAMERA_HEALTH_SECONDS must be a number of"),
+    ):
+        with monkeypatch.context() as m, pytest.raises(ValueError, match=says):
+            m.setenv(name, bad)
+            Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_the_camera_password_is_a_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = tmp_path / "rtsp-password"
+    secret.write_text("from-a-file\n")
+    monkeypatch.setenv("IOC_RTSP_PASSWORD_FILE", str(secret))
+    assert camera_settings(Settings(_env_file=None)).rtsp_password == "from-a-file"  # type: ignore[call-arg]
+    monkeypatch.delenv("IOC_RTSP_PASSWORD_FILE")
+    # Production: the other roles need no camera password; the camera roles refuse the default.
+    prod = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        environment="production",
+        **{name: "x" * 40 for name in SECRET_FIELDS},
+    )
+    with pytest.raises(ValueError, match="IOC_RTSP_PASSWORD still has the development default"):
+        camera_settings(prod)
+    assert camera_settings(prod.model_copy(update={"rtsp_password": "p" * 12})).rtsp_password

@@ -186,23 +186,24 @@ def test_the_area_of_a_polygon() -> None:
 # --------------------------------------------------------------------------- settings ---
 
 
-def test_privacy_settings_default_to_no_history(tmp_path: Path) -> None:
-    cs = camera_settings(Settings(environment="test"), {})
+def test_privacy_settings_default_to_no_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HOURS", "EVERY_SECONDS"):
+        monkeypatch.delenv(f"IOC_THUMBNAIL_HISTORY_{name}", raising=False)
+    monkeypatch.delenv("IOC_PRIVACY_MASKS_FILE", raising=False)
+    cs = camera_settings(Settings(_env_file=None, environment="test"))  # type: ignore[call-arg]
     assert cs.thumbnail_history_hours == 0 and cs.history_every_s is None
     assert cs.privacy_masks_file == DEFAULT_MASKS_FILE
-    on = camera_settings(
-        Settings(environment="test"),
-        {
-            "IOC_THUMBNAIL_HISTORY_HOURS": "24",
-            "IOC_THUMBNAIL_HISTORY_EVERY_SECONDS": "30",
-            "IOC_PRIVACY_MASKS_FILE": str(tmp_path / "m.yaml"),
-        },
-    )
+    monkeypatch.setenv("IOC_THUMBNAIL_HISTORY_HOURS", "24")
+    monkeypatch.setenv("IOC_THUMBNAIL_HISTORY_EVERY_SECONDS", "30")
+    monkeypatch.setenv("IOC_PRIVACY_MASKS_FILE", str(tmp_path / "m.yaml"))
+    on = camera_settings(Settings(_env_file=None, environment="test"))  # type: ignore[call-arg]
     assert on.history_every_s == 30 and on.privacy_masks_file == tmp_path / "m.yaml"
-    for bad in ({"IOC_THUMBNAIL_HISTORY_HOURS": "-1"}, {"IOC_THUMBNAIL_HISTORY_HOURS": "a day"},
-                {"IOC_THUMBNAIL_HISTORY_EVERY_SECONDS": "0"}):  # fmt: skip
-        with pytest.raises(ValueError, match="IOC_THUMBNAIL_HISTORY"):
-            camera_settings(Settings(environment="test"), bad)
+    for name, bad in (("HOURS", "-1"), ("HOURS", "a day"), ("EVERY_SECONDS", "0")):
+        with monkeypatch.context() as m, pytest.raises(ValueError, match="IOC_THUMBNAIL_HISTORY"):
+            m.setenv(f"IOC_THUMBNAIL_HISTORY_{name}", bad)
+            Settings(_env_file=None, environment="test")  # type: ignore[call-arg]
 
 
 def test_retention_reads_the_same_history_setting(monkeypatch: pytest.MonkeyPatch) -> None:
