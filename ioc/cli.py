@@ -95,11 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("--fault", choices=CAMERA_FAULTS)
     cf.add_argument("--clear", action="store_true", help="clear this camera's (or all) faults")
 
-    from ioc.bench import BENCHES
+    from ioc.bench import BENCHES, chaos_options
 
     bench = sub.add_parser("bench", help="benchmarks; prints one JSON line last")
-    bench.add_argument("name", choices=sorted(BENCHES))
-    bench.add_argument("--quick", action="store_true", help="a smaller, shorter run")
+    benches = bench.add_subparsers(dest="name", required=True, metavar="NAME")
+    for name in sorted(BENCHES):  # each takes --quick; chaos has its own options too
+        b = benches.add_parser(
+            name, help="the centre under faults (docs/reliability.md)" if name == "chaos" else None
+        )
+        b.add_argument("--quick", action="store_true", help="a smaller, shorter run")
+        if name == "chaos":
+            chaos_options.add_arguments(b)
 
     mq = sub.add_parser("mqtt", help="broker logins: one per device, and the ACL (docs/mqtt.md)")
     mq_sub = mq.add_subparsers(dest="what", required=True, metavar="WHAT")
@@ -349,7 +355,16 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
     elif cmd == "simulate" and args.what == "camera-fault":
         roles.camera_fault(settings, camera=args.camera, fault=args.fault, clear=args.clear)
     elif cmd == "bench":
-        roles.bench(settings, args.name, quick=args.quick)
+        from ioc.bench import chaos_options
+
+        options = chaos_options.given(args) if args.name == "chaos" else {}
+        if options:
+            try:
+                chaos_options.resolve(args.quick, options)
+            except ValueError as exc:
+                print(f"ioc: error: {exc}", file=sys.stderr)
+                raise SystemExit(2) from None
+        roles.bench(settings, args.name, quick=args.quick, options=options)
     elif cmd == "mqtt":
         from ioc import mqtt_logins
 

@@ -8,6 +8,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -296,13 +297,16 @@ def camera_fault(settings: Settings, *, camera: int | None, fault: str | None, c
     print(f"camera {camera} ({state['path']}): faults now {', '.join(state['faults']) or 'none'}")
 
 
-def bench(settings: Settings, name: str, *, quick: bool) -> None:
-    """Run ``ioc/bench/<name>.py:main``; its result is the last line, one JSON object."""
+def bench(
+    settings: Settings, name: str, *, quick: bool, options: dict[str, Any] | None = None
+) -> None:
+    """Run ``ioc/bench/<name>.py:main``; its result is the last line, one JSON object.
+    ``options``: a bench's own flags (only ``chaos`` has any), passed as keyword arguments."""
     import importlib
     import json
 
     from ioc.bench import BENCHES
 
     module = importlib.import_module(BENCHES[name])
-    result = module.main(settings, quick)
+    result = module.main(settings, quick, **(options or {}))
     print(json.dumps(result, ensure_ascii=False), flush=True)

@@ -21,12 +21,14 @@ faulted part is back and the newest stored reading is at most ``LAG_OK_S`` old):
   so the broker holds a queue of acknowledged readings when it dies. What these lose is the
   documented window of Mosquitto's persistence, reported apart (``lost_in_broker_kill_window``:
   readings published from one autosave interval before the kill until the broker is back).
+- ``kill_camera_worker``, ``hang_camera`` (with ``--cameras`` > 0, the default): the camera
+  simulator and two camera workers run too; see ``ioc.bench.chaos_cameras``. With cameras on,
+  every fault's recovery also waits until every camera is leased and has a fresh health row.
 
-Options (``ioc bench`` has only ``--quick``; the rest are environment variables, or the flags
-of ``python -m ioc.bench.chaos``): ``IOC_CHAOS_SECONDS``, ``IOC_CHAOS_SEED``,
-``IOC_CHAOS_RATE`` (readings a second), ``IOC_CHAOS_SUBSCRIPTION`` (``plain``: both workers
-subscribe plainly and the unique key absorbs the second copy; ``shared``: an MQTT v5 shared
-subscription), ``IOC_CHAOS_BROKER_KILL``.
+Options: ``ioc bench chaos --quick --seconds N --seed S --rate R --subscription plain|shared
+--broker-kill --cameras N --camera-lease S --faults a,b`` (``ioc.bench.chaos_options``; each
+also an ``IOC_CHAOS_*`` environment variable). ``plain``: both workers subscribe plainly and the
+unique key absorbs the second copy; ``shared``: an MQTT v5 shared subscription.
 
 ``ratio`` = unique readings stored / readings the broker acknowledged (1.0: nothing lost).
 """
@@ -38,22 +40,29 @@ import json
 import os
 import random
 import signal
-import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from ioc.bench import chaos_load as load
-from ioc.bench.common import isolated_stack, spawn, wait_http
+from ioc.bench.chaos_cameras import RULE as CAMERA_RULE
+from ioc.bench.chaos_cameras import Cameras
+from ioc.bench.chaos_options import CAMERA_FAULTS, ChaosOptions, add_arguments, given, resolve
+from ioc.bench.chaos_proc import Proc
+from ioc.bench.common import isolated_stack
 from ioc.config import Settings
 
 LAG_OK_S = 3.0
 BACKLOG_S = 5.0
 AUTOSAVE_S = 60.0  # Mosquitto's autosave_interval (ioc/services/mosquitto.py)
 RECOVERY_TIMEOUT_S = 90.0
+STARTUP_S = 120.0  # a dozen Python processes starting at once on two busy cores
 QUICK_FAULTS = [
     "kill_ingest",
     "kill_alerts",
@@ -61,77 +70,39 @@ QUICK_FAULTS = [
     "restart_postgres",
     "restart_mosquitto",
     "malformed_flood",
+    "kill_camera_worker",
+    "hang_camera",
 ]
-LONG_EXTRA = ["freeze_ws", "kill_ingest", "kill_api", "restart_mosquitto", "kill_alerts"]
+LONG_EXTRA = [
+    "freeze_ws", "kill_ingest", "kill_api", "restart_mosquitto", "kill_alerts",
+    "kill_camera_worker", "hang_camera",
+]  # fmt: skip
 BACKGROUND_DEVICES = 100
 PROBE_DEVICES = 100
 
 
-class Proc:
-    """One child ``ioc`` process the harness kills and restarts (its own supervisor)."""
+@dataclass
+class Injected:
+    """What a fault did: its label, the process that must be ready again, and for a fault held
+    on purpose (a hung camera) the moment recovery starts and what else must hold."""
 
-    def __init__(self, settings: Settings, name: str, args: list[str], logs: Path, ready: str,
-                 **env: str) -> None:  # fmt: skip
-        self.settings, self.name, self.args, self.logs = settings, name, args, logs
-        self.ready, self.env, self.generation = ready, env, 0
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.unexpected_exits = 0
-
-    @property
-    def log(self) -> Path:
-        return self.logs / f"{self.name}.{self.generation}.log"
-
-    def start(self) -> None:
-        self.generation += 1
-        self.proc = spawn(self.settings, *self.args, log=self.log, **self.env)
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        assert self.proc is not None
-        if self.ready.startswith("http"):
-            wait_http(self.ready, self.proc, timeout)
-            return
-        deadline = time.monotonic() + timeout
-        while self.ready not in self.log.read_text(errors="replace"):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} not ready ({self.ready!r}); see {self.log}")
-            time.sleep(0.1)
-
-    def is_ready(self) -> bool:
-        try:
-            self.wait_ready(0)
-        except RuntimeError:
-            return False
-        return True
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def check(self) -> None:
-        """Restart a process that died by itself (counted: it should not happen)."""
-        if self.proc is not None and self.proc.poll() is not None:
-            self.unexpected_exits += 1
-            self.start()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+    label: str
+    proc: Proc | None = None
+    started: float | None = None  # monotonic; default: when the fault began
+    back: Callable[[], bool] | None = None
 
 
 class Chaos:
-    def __init__(self, bench: Settings, logs: Path, *, rate: float, subscription: str) -> None:
+    def __init__(
+        self, bench: Settings, logs: Path, *, rate: float, subscription: str, cameras: int = 0,
+        camera_lease_s: float = 8.0,
+    ) -> None:  # fmt: skip
         from ioc.services import LocalServices
 
         self.bench, self.logs = bench, logs
         self.services = LocalServices(bench)
         rules = logs / "rules.yaml"
-        rules.write_text(load.RULES)
+        rules.write_text(load.RULES + (CAMERA_RULE if cameras else ""))
         common = {"IOC_RULES_FILE": str(rules), "IOC_LOG_LEVEL": "INFO"}
         share = "ioc-ingest" if subscription == "shared" else ""
         self.copies = 1 if share else 2  # plain: each worker stores its own dead letter
@@ -148,7 +119,7 @@ class Chaos:
             )  # fmt: skip
             for k in range(2)
         ]
-        self.alerts = Proc(bench, "alerts", ["alerts"], logs, "", **common)
+        self.alerts = Proc(bench, "alerts", ["alerts"], logs, "alert engine running", **common)
         self.api_ports = [bench.api_port, _free()]
         self.apis = [
             Proc(
@@ -162,7 +133,15 @@ class Chaos:
             )  # fmt: skip
             for k, port in enumerate(self.api_ports)
         ]
-        self.procs = [*self.ingest, self.alerts, *self.apis]
+        self.cameras = (
+            Cameras(bench, logs, count=cameras, lease_s=camera_lease_s, env=common)
+            if cameras
+            else None
+        )
+        cams = [self.cameras.simulator] if self.cameras else []
+        workers = self.cameras.workers if self.cameras else []
+        # Started in this order, stopped in reverse: the simulator first and last.
+        self.procs = [*cams, *self.ingest, self.alerts, *self.apis, *workers]
         devices = [f"ts-{i + 1:05d}" for i in range(BACKGROUND_DEVICES)]
         probes = [f"ts-{BACKGROUND_DEVICES + i + 1:05d}" for i in range(PROBE_DEVICES)]
         self.publisher = load.Publisher(bench, devices, probes, rate, episode_every_s=6.0)
@@ -186,35 +165,37 @@ class Chaos:
 
     # ------------------------------------------------------------------------- faults ---
 
-    def inject(self, fault: str, rng: random.Random) -> tuple[str, Proc | None]:
-        """Do ``fault``; returns a label and the process that must be back for recovery."""
+    def inject(self, fault: str, rng: random.Random) -> Injected:
+        """Do ``fault``; says what must be back for recovery."""
         if fault == "kill_ingest":
             p = rng.choice(self.ingest)
             p.kill9()
             time.sleep(1.0)
             p.start()
-            return f"kill_ingest:{p.name}", p
+            return Injected(f"kill_ingest:{p.name}", p)
         if fault == "kill_alerts":
             self.alerts.kill9()
             time.sleep(1.0)
             self.alerts.start()
-            return "kill_alerts", self.alerts
+            return Injected("kill_alerts", self.alerts)
         if fault == "kill_api":
             p = rng.choice(self.apis)
             p.kill9()
             time.sleep(2.0)  # its clients resume on the other one meanwhile
             p.start()
-            return f"kill_api:{p.name}", p
+            return Injected(f"kill_api:{p.name}", p)
         if fault == "restart_postgres":
             self.services.postgres.stop()
             time.sleep(2.0)
             self.services.postgres.start()
-            return "restart_postgres", None
+            return Injected("restart_postgres")
         if fault == "restart_mosquitto":
             self.services.mosquitto.stop()
             time.sleep(1.0)
             self.services.mosquitto.start()
-            return "restart_mosquitto", None
+            return Injected("restart_mosquitto")
+        if fault in CAMERA_FAULTS:
+            return self._camera_fault(fault, rng)
         if fault in ("kill9_mosquitto", "kill9_mosquitto_backlog"):
             backlog = fault.endswith("backlog")
             if backlog:  # the workers stall (a slow database): the broker queues for them
@@ -234,24 +215,49 @@ class Chaos:
             self.services.mosquitto.start()
             label = f"{len(self.recovery) + 1}:{fault}"
             self.broker_kills.append((label, t0 - AUTOSAVE_S - 1.0, time.time()))
-            return fault, None
+            return Injected(fault)
         if fault == "malformed_flood":
             self.flooded += load.flood(self.bench, f"ts-{BACKGROUND_DEVICES:05d}", 2000)
-            return "malformed_flood", None
+            return Injected("malformed_flood")
         if fault == "freeze_ws":
             c = rng.choice(self.screens.clients)
             c.freeze_until = time.monotonic() + 30
             time.sleep(30)
-            return f"freeze_ws:{c.name}", None
+            return Injected(f"freeze_ws:{c.name}")
         raise ValueError(fault)
 
-    def wait_recovered(self, started: float, proc: Proc | None) -> float | None:
+    def _camera_fault(self, fault: str, rng: random.Random) -> Injected:
+        cams = self.cameras
+        if cams is None:
+            raise ValueError(f"{fault} needs cameras (--cameras 1 or more)")
+        if fault == "kill_camera_worker":
+            label, p = cams.kill_worker(rng)
+            return Injected(label, p)
+        hang = cams.hang(rng)  # recovery counts from the clear: the hang's length is ours
+        return Injected(
+            f"hang_camera:{hang['camera']}",
+            started=time.monotonic(),
+            back=lambda: cams.hang_recovered(hang) and cams.settled(hang["cleared_at"]),
+        )
+
+    def wait_recovered(
+        self, started: float, proc: Proc | None, back: Callable[[], bool] | None = None,
+        since: datetime | None = None,
+    ) -> float | None:  # fmt: skip
+        """Seconds from ``started`` until ``proc`` is ready, ingest lag is at most LAG_OK_S,
+        ``back`` holds and (cameras on) every camera is leased and watched since ``since``."""
         deadline = started + RECOVERY_TIMEOUT_S
         while time.monotonic() < deadline:
             for p in self.procs:
                 p.check()
             lag = self.lag.current()
-            if (proc is None or proc.is_ready()) and lag is not None and lag <= LAG_OK_S:
+            if (
+                (proc is None or proc.is_ready())
+                and lag is not None
+                and lag <= LAG_OK_S
+                and (back is None or back())
+                and (self.cameras is None or since is None or self.cameras.settled(since))
+            ):
                 return round(time.monotonic() - started, 2)
             time.sleep(0.25)
         return None
@@ -259,22 +265,36 @@ class Chaos:
     # ----------------------------------------------------------------------------- run ---
 
     def run(self, seconds: float, faults: list[str], rng: random.Random) -> None:
+        cams = self.cameras
+        workers = cams.workers if cams is not None else []
+        if cams is not None:  # the simulator first, so no worker finds its cameras missing
+            cams.seed()
+            cams.simulator.start()
         for p in self.procs:
-            p.start()
+            if p not in workers and p.proc is None:
+                p.start()
+        if cams is not None:
+            cams.simulator.wait_ready(STARTUP_S)
+            for p in workers:
+                p.start()
         for p in self.procs:
-            p.wait_ready()
+            p.wait_ready(STARTUP_S)
         self.lag.start()
         self.events.start()
         self.publisher.start()
         self.screens.start()
-        time.sleep(5.0)  # steady state before the first fault
+        steady = time.monotonic() + 5.0  # steady state before the first fault
+        if cams is not None:  # ... with every camera watched
+            cams.wait_settled(60.0)
+        time.sleep(max(0.0, steady - time.monotonic()))
         t_end = time.monotonic() + seconds
         gap = max(5.0, (seconds - 10) / max(1, len(faults)))
         for fault in faults:
             slot = time.monotonic() + gap
-            started = time.monotonic()
-            label, proc = self.inject(fault, rng)
-            self.recovery.append({"fault": label, "recovery_s": self.wait_recovered(started, proc)})
+            started, since = time.monotonic(), datetime.now(UTC)
+            done = self.inject(fault, rng)
+            recovered = self.wait_recovered(done.started or started, done.proc, done.back, since)
+            self.recovery.append({"fault": done.label, "recovery_s": recovered})
             while time.monotonic() < min(slot, t_end):
                 for p in self.procs:
                     p.check()
@@ -337,58 +357,58 @@ def _scalar(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def main(settings: Settings, quick: bool) -> dict[str, Any]:
-    seconds = float(os.environ.get("IOC_CHAOS_SECONDS") or (90 if quick else 600))
-    seed = int(os.environ.get("IOC_CHAOS_SEED") or 1)
-    rate = float(os.environ.get("IOC_CHAOS_RATE") or (200 if quick else 500))
-    subscription = os.environ.get("IOC_CHAOS_SUBSCRIPTION") or "plain"
-    broker_kill = os.environ.get("IOC_CHAOS_BROKER_KILL", "" if quick else "1") == "1"
-    rng = random.Random(seed)
+def schedule(opts: ChaosOptions, rng: random.Random) -> list[str]:
+    """The faults of the run: ``--faults`` as given, else the mode's faults in seeded order."""
+    if opts.faults is not None:
+        return list(opts.faults)
     faults = list(QUICK_FAULTS)
-    if not quick:
+    if not opts.quick:
         faults += LONG_EXTRA
-    if broker_kill:
+    if opts.broker_kill:
         faults += ["kill9_mosquitto", "kill9_mosquitto_backlog"]
+    if not opts.cameras:
+        faults = [f for f in faults if f not in CAMERA_FAULTS]
     rng.shuffle(faults)
+    return faults
+
+
+def main(settings: Settings, quick: bool, **options: Any) -> dict[str, Any]:
+    """``options``: the flags of ``ioc bench chaos`` (``ioc.bench.chaos_options``)."""
+    opts = resolve(quick, options)
+    rng = random.Random(opts.seed)
+    faults = schedule(opts, rng)
     logs = Path(tempfile.mkdtemp(prefix="ioc-bench-chaos-"))
     from ioc.bench.chaos_verdict import verdict
 
     with isolated_stack(settings, sensors=BACKGROUND_DEVICES + PROBE_DEVICES) as bench:
-        chaos = Chaos(bench, logs, rate=rate, subscription=subscription)
+        chaos = Chaos(
+            bench, logs, rate=opts.rate, subscription=opts.subscription, cameras=opts.cameras,
+            camera_lease_s=opts.camera_lease_s,
+        )  # fmt: skip
         try:
-            chaos.run(seconds, faults, rng)
+            chaos.run(opts.seconds, faults, rng)
             result = verdict(chaos)
         finally:
             chaos.stop()
     out = {
         "bench": "chaos",
-        "seconds": seconds,
-        "seed": seed,
-        "rate": rate,
-        "subscription": subscription,
+        "seconds": opts.seconds,
+        "seed": opts.seed,
+        "rate": opts.rate,
+        "subscription": opts.subscription,
         "faults": [r["fault"] for r in chaos.recovery],
         **result,
         "logs": str(logs),
     }
-    (logs / "result.json").write_text(json.dumps(out, ensure_ascii=False))
+    (logs / "result.json").write_text(json.dumps(out, ensure_ascii=False, default=str))
     return out
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(prog="python -m ioc.bench.chaos")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--seconds", type=float)
-    ap.add_argument("--seed", type=int)
-    ap.add_argument("--rate", type=float)
-    ap.add_argument("--subscription", choices=("plain", "shared"))
-    ap.add_argument("--broker-kill", action="store_true")
+    add_arguments(ap)
     a = ap.parse_args()
-    for name, value in (("SECONDS", a.seconds), ("SEED", a.seed), ("RATE", a.rate),
-                        ("SUBSCRIPTION", a.subscription)):  # fmt: skip
-        if value is not None:
-            os.environ[f"IOC_CHAOS_{name}"] = str(value)
-    if a.broker_kill:
-        os.environ["IOC_CHAOS_BROKER_KILL"] = "1"
     from ioc.config import get_settings
 
-    print(json.dumps(main(get_settings(), a.quick), ensure_ascii=False), flush=True)
+    print(json.dumps(main(get_settings(), a.quick, **given(a)), ensure_ascii=False), flush=True)

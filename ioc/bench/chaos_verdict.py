@@ -3,7 +3,7 @@ acknowledged and committed. Pure counting over sets read at the end of the run."
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -162,6 +162,106 @@ def recovery(chaos: Chaos) -> dict[str, Any]:
     return out
 
 
+def cameras(chaos: Chaos) -> dict[str, Any] | None:
+    """Leases, health rows, the takeovers and the hung cameras (None: a run without cameras).
+
+    ``not_leased_once``: cameras not held by exactly one live lease of a running worker whose
+    heartbeat is live (a lease row has one holder, so "more than one" cannot be stored; what
+    can go wrong is none, an expired one, or a dead holder). ``stale``: cameras whose newest
+    health row is older than ``FRESH_S`` at the end."""
+    from ioc.bench.chaos_cameras import FRESH_S, RULE_ID
+
+    cams = chaos.cameras
+    if cams is None:
+        return None
+    dsn, ids = chaos.bench.dsn, cams.ids
+    running = {cams.worker_id(p) for p in cams.workers if p.running}
+    leases = _rows(
+        dsn,
+        """SELECT l.device_id, l.holder FROM camera_leases l
+           JOIN camera_workers w ON w.worker_id = l.holder
+           WHERE l.device_id = ANY(%s) AND l.expires_at > now() AND w.expires_at > now()""",
+        (ids,),
+    )
+    held = {d: h for d, h in leases if h in running}
+    ages = dict(_rows(
+        dsn,
+        "SELECT device_id, extract(epoch FROM now() - max(time)) FROM camera_health "
+        "WHERE device_id = ANY(%s) GROUP BY device_id",
+        (ids,),
+    ))  # fmt: skip
+    gaps = dict(_rows(
+        dsn,
+        """SELECT device_id, extract(epoch FROM max(gap)) FROM (
+               SELECT device_id, time - lag(time) OVER (PARTITION BY device_id ORDER BY time)
+                      AS gap FROM camera_health WHERE device_id = ANY(%s)) g
+           GROUP BY device_id""",
+        (ids,),
+    ))  # fmt: skip
+    rows = _rows(dsn, "SELECT count(*) FROM camera_health WHERE device_id = ANY(%s)", (ids,))
+    hung = {h["camera"] for h in cams.hangs}
+    hangs = [_hang(dsn, h, cams.hangs, RULE_ID) for h in cams.hangs]
+    steady = cams.steady_at or datetime.now().astimezone()
+    fired = _rows(  # before the steady state: cameras coming up (counted apart)
+        dsn,
+        "SELECT device_id, started_at >= %s, status FROM alerts WHERE rule_id = %s "
+        "AND fired_at IS NOT NULL",
+        (steady, RULE_ID),
+    )
+    raised = sum(1 for h in hangs if h["alert_fired_s"] is not None)
+    other = _rows(
+        dsn,
+        "SELECT device_id, kind FROM events WHERE kind LIKE 'camera.%%' AND time >= %s "
+        "AND device_id = ANY(%s) AND NOT (device_id = ANY(%s)) ORDER BY id",
+        (steady, ids, list(hung)),
+    )
+    return {
+        "count": len(ids),
+        "lease_s": cams.lease_s,
+        "leases": dict(sorted(Counter(held.values()).items())),
+        "not_leased_once": sorted(set(ids) - set(held)),
+        "stale": sorted(d for d in ids if ages.get(d) is None or float(ages[d]) > FRESH_S),
+        "health_rows": int(rows[0][0]),
+        "max_gap_s": {d: round(float(gaps[d]), 1) for d in ids if gaps.get(d) is not None},
+        "takeovers": cams.takeovers,
+        "hangs": hangs,
+        "alerts_expected": len(hangs),
+        "alerts_raised": raised,
+        "alerts_extra": sum(1 for _, after, _ in fired if after) - raised,
+        "alerts_at_start": sum(1 for _, after, _ in fired if not after),
+        "alerts_still_open": sum(1 for _, _, status in fired if status != "resolved"),
+        "events_other_cameras": [f"{d}:{k}" for d, k in other],
+    }
+
+
+def _hang(
+    dsn: str, h: dict[str, Any], all_hangs: list[dict[str, Any]], rule: str
+) -> dict[str, Any]:
+    """One hang: its camera's events from the fault until the next hang of the same camera (or
+    the end), and whether its alert resolved."""
+    later = [x["started_at"] for x in all_hangs
+             if x["camera"] == h["camera"] and x["started_at"] > h["started_at"]]  # fmt: skip
+    until = min(later) if later else datetime.now().astimezone()
+    events = _rows(
+        dsn,
+        "SELECT kind FROM events WHERE device_id = %s AND kind LIKE 'camera.%%' AND time >= %s "
+        "AND time < %s ORDER BY id",
+        (h["camera"], h["started_at"], until),
+    )
+    alerts = _rows(
+        dsn,
+        "SELECT status FROM alerts WHERE rule_id = %s AND device_id = %s AND started_at >= %s "
+        "AND started_at < %s",
+        (rule, h["camera"], h["started_at"], until),
+    )
+    return {
+        **{k: v for k, v in h.items() if k not in ("started_at", "cleared_at")},
+        "events": [k for (k,) in events],
+        "alerts": len(alerts),
+        "alert_resolved": bool(alerts) and all(s == "resolved" for (s,) in alerts),
+    }
+
+
 def verdict(chaos: Chaos) -> dict[str, Any]:
     import time
 
@@ -172,6 +272,7 @@ def verdict(chaos: Chaos) -> dict[str, Any]:
         **alerts(chaos, until),
         **stream(chaos),
         "recovery_s": recovery(chaos),
+        "cameras": cameras(chaos),
         "dead_letters_expected": chaos.flooded * chaos.copies,
         "dead_letters": int(dead[0][0]),
         "unexpected_exits": {p.name: p.unexpected_exits for p in chaos.procs if p.unexpected_exits},
