@@ -18,6 +18,7 @@ from ioc.api import (
     routes,
     routes_admin,
     routes_alerts,
+    routes_leader,
     routes_ops,
     routes_stats,
     routes_summary,
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(routes_alerts.router)
     app.include_router(routes_summary.router)
+    app.include_router(routes_leader.router)
     app.include_router(routes_stats.router)
     app.include_router(routes_ops.router)
     app.include_router(ws.router)

@@ -1,6 +1,7 @@
-"""Statistics from the rollups: the leaders' figures, an area's traffic over a range, one
-sensor's series, availability by area and day (JSON or CSV). Every headline figure comes with
-the same figure at the same time last week. Definitions: docs/rollups.md.
+"""Statistics from the rollups: an area's traffic over a range, one sensor's series,
+availability by area and day (JSON or CSV). Every headline figure comes with the same figure
+at the same time last week. Definitions: docs/rollups.md. The leaders' summary, from the same
+rollups, is ``GET /api/v1/summary/leader`` (routes_leader.py).
 
 Time series are paginated by time: a page holds at most ``limit`` buckets and ``next_cursor``
 is the start of the next page (pass it back as ``cursor``). Ranges are aligned outward to the
@@ -58,47 +59,6 @@ class AreaRef(BaseModel):
     id: str
     name: str
     name_en: str
-
-
-class LeaderArea(BaseModel):
-    area: AreaRef
-    vehicles: KpiOut = Field(description="vehicles counted today so far")
-    speed_kmh: KpiOut = Field(description="mean speed of today's readings")
-    congestion_pct: KpiOut = Field(description="sensors congested in the last complete 15 min")
-    sensors_available_pct: KpiOut = Field(
-        description="today's 5-minute slots with a reading, maintenance windows excluded"
-    )
-    cameras_available_pct: KpiOut = Field(
-        description="today's 5-minute slots with a good picture, maintenance windows excluded"
-    )
-    alerts_opened: KpiOut = Field(description="alerts started today")
-
-
-class LeaderTrendPoint(BaseModel):
-    time: datetime = Field(description="start of the 15-minute bucket (UTC)")
-    speed_kmh: float | None
-    vehicles: int
-    congestion_pct: float | None
-    sensors_reporting: int
-    sensors_available_pct: float | None = Field(description="sensor slots with a reading, %")
-    cameras_available_pct: float | None = Field(description="camera slots with a good picture")
-    last_week_speed_kmh: float | None
-    last_week_vehicles: int
-    last_week_congestion_pct: float | None
-    last_week_sensors_available_pct: float | None
-    last_week_cameras_available_pct: float | None
-
-
-class LeaderStats(BaseModel):
-    generated_at: datetime
-    timezone: str
-    day_start: datetime = Field(description="local midnight today, as a UTC instant")
-    traffic_through: datetime = Field(description="traffic figures cover day_start..this")
-    availability_through: datetime = Field(description="availability covers day_start..this")
-    congestion_bucket: datetime = Field(description="the 15 minutes congestion_pct is about")
-    province: LeaderArea
-    areas: list[LeaderArea]
-    trend: list[LeaderTrendPoint] = Field(description="24 hours in 15-minute buckets")
 
 
 class TrafficPoint(BaseModel):
@@ -264,59 +224,6 @@ Cursor = Annotated[str | None, Query(description="next_cursor of the previous pa
 
 
 # ------------------------------------------------------------------------------- routes ---
-
-
-@router.get("/leader", response_model=LeaderStats)
-async def leader(request: Request, conn: Conn, who: Viewer) -> LeaderStats:
-    """The leaders' figures for the province and each of its areas: today so far against the
-    same time last week, and the 24-hour trend. Read from rollups: a few dozen rows. A user of
-    one district gets that district's figures in ``province`` and no other area."""
-    f = await read.leader_figures(conn, tz=_tz(request))
-    top, parts = f.province, list(f.areas)
-    if not who.province:
-        mine = [a for a in parts if a.area.id == who.area_id]
-        if not mine:
-            raise HTTPException(404, "leader figures are kept for the province and its districts")
-        top, parts = mine[0], []
-
-    def area(x: read.AreaFigures) -> LeaderArea:
-        return LeaderArea(
-            area=_area(x.area),
-            vehicles=kpi(x.vehicles, 0),
-            speed_kmh=kpi(x.speed_kmh),
-            congestion_pct=kpi(x.congestion_pct),
-            sensors_available_pct=kpi(x.sensors_available_pct),
-            cameras_available_pct=kpi(x.cameras_available_pct),
-            alerts_opened=kpi(x.alerts_opened, 0),
-        )
-
-    return LeaderStats(
-        generated_at=f.generated_at,
-        timezone=f.timezone,
-        day_start=f.day_start,
-        traffic_through=f.traffic_through,
-        availability_through=f.availability_through,
-        congestion_bucket=f.congestion_bucket,
-        province=area(top),
-        areas=[area(a) for a in parts],
-        trend=[
-            LeaderTrendPoint(
-                time=p.time,
-                speed_kmh=_r(p.now.speed_kmh),
-                vehicles=p.now.volume,
-                congestion_pct=_r(p.now.congestion_pct),
-                sensors_reporting=p.now.sensors,
-                sensors_available_pct=_r(p.sensors.pct),
-                cameras_available_pct=_r(p.cameras.pct),
-                last_week_speed_kmh=_r(p.last_week.speed_kmh),
-                last_week_vehicles=p.last_week.volume,
-                last_week_congestion_pct=_r(p.last_week.congestion_pct),
-                last_week_sensors_available_pct=_r(p.sensors_last_week.pct),
-                last_week_cameras_available_pct=_r(p.cameras_last_week.pct),
-            )
-            for p in f.trend
-        ],
-    )
 
 
 async def _area_page(

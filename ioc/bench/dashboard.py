@@ -42,6 +42,7 @@ from ioc.db.connect import connect
 from ioc.db.seed import load_geography, seed, site_id
 
 DEVICES = 5000
+WEEK = timedelta(days=7)
 OPEN_ALERTS = 500
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -129,15 +130,21 @@ async def populate_demo(
     hours: int = 24,
     cameras: int = 12,
     seed_value: int = 58,
+    last_week: bool = False,
 ) -> dict[str, Any]:
     """A day of a small province: sensor readings with two rush hours, camera health and
     pictures, congestion now in Đồng Xoài, a site down in Lộc Ninh (its devices grouped under
-    it), a black camera, a camera in maintenance. Expects ``seed`` to have run. One transaction
-    is the caller's; returns the ids the tests look at."""
+    it), a black camera, a camera in maintenance. ``last_week``: the same hours a week earlier
+    too (an ordinary day: no jam, no outage; camera checks every 5 minutes), so the leaders'
+    page has last week to compare with. Expects ``seed`` to have run. One transaction is the
+    caller's; returns the ids the tests look at."""
     geo = load_geography(geo_file)
     rng = random.Random(seed_value)
     tz = ZoneInfo(geo.timezone or "Asia/Ho_Chi_Minh")
     cams = await seed_cameras(conn, geo, cameras, seed_value, "rtsp://127.0.0.1:58554")
+    # Every device registered when the data starts (availability counts a device from then).
+    first = now - timedelta(hours=hours, minutes=5) - (WEEK if last_week else timedelta(0))
+    await conn.execute("UPDATE devices SET created_at = %s WHERE created_at > %s", (first, first))
     await conn.execute(
         "UPDATE devices SET parent_id = 'site-' || area_id WHERE kind = 'camera' AND parent_id IS NULL"
     )
@@ -183,6 +190,13 @@ async def populate_demo(
             vehicles = max(0, int(cap / 12 * min(1.0, load * 1.05) * rng.uniform(0.85, 1.15)))
             occupancy = round(min(0.92, 0.03 + 0.12 * load * (free / max(speed, 5))), 3)
             rows.append((t, d["id"], int(t.timestamp()), vehicles, round(speed, 1), occupancy, 300))
+            if last_week:  # the same road a week earlier, an ordinary day
+                lw = t - WEEK
+                load = _load(lw.astimezone(tz).hour + lw.astimezone(tz).minute / 60)
+                v_lw = free * (1 - sensitivity * load**1.6) * rng.uniform(0.9, 1.08)
+                n_lw = max(0, int(cap / 12 * min(1.0, load * 1.05) * rng.uniform(0.85, 1.15)))
+                occ = round(min(0.92, 0.03 + 0.12 * load * (free / max(v_lw, 5))), 3)
+                rows.append((lw, d["id"], int(lw.timestamp()), n_lw, round(v_lw, 1), occ, 300))
             last = (
                 t,
                 {
@@ -235,6 +249,10 @@ async def populate_demo(
                 (t, cam, status != "offline", fps if status != "offline" else None,
                  False, status == "black", 0.5, False, False, status, Jsonb(reasons))
             )  # fmt: skip
+            if last_week and k % 5 == 0:
+                health.append(
+                    (t - WEEK, cam, True, 25.0, False, False, 0.5, False, False, "ok", Jsonb([]))
+                )
             last_status = status
         cam_state.append(
             (cam, now - timedelta(seconds=17), Jsonb({"kind": "camera", "status": last_status, "reasons": reasons, "fps": fps, "connected": last_status != "offline"}))

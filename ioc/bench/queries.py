@@ -1,6 +1,6 @@
 """``ioc bench queries``: the leaders' summary and a 7-day area statistics query, from the
-rollups and from the raw hypertable, at province scale; and what maintaining the rollups costs
-the ingest path.
+rollups and from the raw hypertable, at province scale; the summary endpoint the /leader page
+reads, over HTTP; and what maintaining the rollups costs the ingest path.
 
 Method (one run, isolated services started for the benchmark):
 - Data: N sensors at one reading a minute for D days (full: 2,000 × 30 days ≈ 86 M rows;
@@ -8,10 +8,16 @@ Method (one run, isolated services started for the benchmark):
   maintenance window and a few alerts. Generated server-side, one INSERT ... SELECT over
   generate_series per day, two days at a time, with the raw table's indexes dropped and
   rebuilt after (generation is not what is measured). Received 2 s after observed.
+- Every device has a live state row (device_state) and a few alerts are open, as in the field.
 - The rollups are built by the maintainer of ``ioc rollups`` catching up (its build rate is
-  reported), then both queries run repeatedly through ``ioc.rollups.read`` against the rollups
-  (RollupSource) and against the raw tables (RawSource) with identical inputs; the answers
-  must agree (every figure, floats to 1e-9 relative) or the benchmark fails.
+  reported), then both queries run repeatedly against the rollups (RollupSource) and against
+  the raw tables (RawSource) with identical inputs; the answers must agree (every figure,
+  floats to 1e-9 relative) or the benchmark fails. The leaders' summary is
+  ``ioc.rollups.leader.leader_figures``: the very call ``GET /api/v1/summary/leader`` makes
+  (the route only rounds and shapes it), live parts included.
+- Then ``ioc api`` serves ``GET /api/v1/summary/leader`` to a signed-in leader, as the page
+  asks for it: ``leader_api_p50_ms`` / ``_p95_ms`` are whole HTTP requests (sign-in checks,
+  the queries, JSON), and its answer must carry the same rolled-up figures.
 - ``ratio`` = raw p50 / rollup p50 of the slower-to-improve of the two queries (the smaller
   speed-up); both are reported.
 - Ingest cost: readings written as fast as the ingest batch writer goes (``write_batch``,
@@ -39,13 +45,13 @@ from typing import Any, TypeVar
 import psycopg
 import structlog
 
-from ioc.bench.common import isolated_stack, spawn, wait_for_line
+from ioc.bench.common import bench_token, isolated_stack, spawn, wait_for_line, wait_http
 from ioc.config import Settings
 from ioc.db.connect import connect
 from ioc.db.observations import write_batch
 from ioc.db.seed import load_geography
 from ioc.domain import wire
-from ioc.rollups import read
+from ioc.rollups import leader, read
 from ioc.rollups.config import RollupSettings
 from ioc.rollups.levels import HOUR, floor
 from ioc.rollups.maintain import Maintainer
@@ -179,8 +185,8 @@ async def generate(dsn: str, *, days: int, end: datetime, tz: str) -> dict[str, 
 
 async def setup_fleet(dsn: str, *, sensors: int, days: int, end: datetime) -> None:
     """Cameras (one per ten sensors, beside them), every device registered when the data
-    starts, a 2-hour maintenance window last week in one area, a few alerts today and last
-    week. (Availability is rolled up from the first data on: a device registered earlier
+    starts with a live state row, a 2-hour maintenance window last week in one area, a few
+    alerts today (ten still open) and last week. (Availability is rolled up from the first data on: a device registered earlier
     would count as down before it in the raw reference, and the answers would differ.)"""
     conn = await connect(dsn, autocommit=True)
     created = end - timedelta(days=days)
@@ -199,6 +205,20 @@ async def setup_fleet(dsn: str, *, sensors: int, days: int, end: datetime) -> No
         """INSERT INTO maintenance (area_id, starts_at, ends_at, reason, created_by)
            VALUES ('dong-xoai', %(s)s, %(e)s, 'benchmark window', 'bench')""",
         {"s": week - timedelta(hours=3), "e": week - timedelta(hours=1)},
+    )
+    await conn.execute(
+        """INSERT INTO device_state (device_id, last_seen, last, updated_at)
+           SELECT id, %(t)s, CASE kind WHEN 'camera' THEN '{"status": "ok"}'::jsonb
+                                  ELSE '{"interval_s": 60}'::jsonb END, %(t)s
+           FROM devices WHERE kind IN ('traffic_sensor', 'camera')""",
+        {"t": end},
+    )
+    await conn.execute(
+        """INSERT INTO alerts (rule_id, device_id, area_id, severity, status, title, title_en,
+                               started_at, fired_at)
+           SELECT 'bench.open', id, area_id, 'minor', 'firing', 'x', 'x', %(at)s, %(at)s
+           FROM devices WHERE kind = 'traffic_sensor' ORDER BY id DESC LIMIT 10""",
+        {"at": end - timedelta(minutes=30)},
     )
     for i, at in enumerate((end - timedelta(hours=2), week - timedelta(hours=2))):
         await conn.execute(
@@ -267,6 +287,55 @@ async def _caught_up(dsn: str, limit_s: float = 120) -> float:
         await conn.close()
 
 
+# ------------------------------------------------------------------- the endpoint ---
+
+
+async def _leader_api(
+    bench: Settings, logs: Path, fixed: leader.LeaderFigures, n: int
+) -> dict[str, Any]:
+    """``GET /api/v1/summary/leader`` from ``ioc api``, as the page asks for it (a signed-in
+    leader of the province), timed over HTTP; its rolled-up figures must be the ones above."""
+    import json
+    import urllib.request
+
+    log_file = logs / "api.log"
+    proc = spawn(bench, "api", log=log_file)
+    url = f"http://127.0.0.1:{bench.api_port}"
+    try:
+        await asyncio.to_thread(wait_http, url + "/api/v1/health", proc, 60)
+        token = await bench_token(bench, url, "bench-leader", role="leader")
+        req = urllib.request.Request(
+            url + "/api/v1/summary/leader", headers={"Authorization": f"Bearer {token}"}
+        )
+
+        def get() -> dict[str, Any]:
+            with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 (our own API)
+                return dict(json.loads(r.read()))
+
+        await asyncio.to_thread(get)  # warm-up: the pool's first connection
+        times, body = [], {}
+        for _ in range(n):
+            started = time.perf_counter()
+            body = await asyncio.to_thread(get)
+            times.append(time.perf_counter() - started)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    got = (
+        datetime.fromisoformat(body["traffic_through"]),
+        datetime.fromisoformat(body["day_start"]),
+        body["kpis"]["vehicles_today"]["value"],
+    )
+    want = (fixed.traffic_through, fixed.day_start, round(fixed.scope.vehicles.value or 0.0))
+    if got[:2] == want[:2] and got != want:  # (not across a local midnight)
+        raise AssertionError(f"GET /api/v1/summary/leader says {got}, the figures {want}")
+    return {
+        "leader_api_p50_ms": round(1000 * statistics.median(times), 2),
+        "leader_api_p95_ms": round(1000 * _pct(times, 0.95), 2),
+        "leader_api_runs": n,
+    }
+
+
 # --------------------------------------------------------------------------- main ---
 
 
@@ -295,8 +364,8 @@ async def run(bench: Settings, *, sensors: int, days: int, quick: bool, logs: Pa
 
     raw, n_fast, n_raw = RawSource(), (20 if quick else 50), (3 if quick else 3)
     now = datetime.now(UTC)
-    fixed = await read.leader_figures(conn, tz=tz, now=now)
-    reference = await read.leader_figures(
+    fixed = await leader.leader_figures(conn, tz=tz, now=now)
+    reference = await leader.leader_figures(
         conn,
         tz=tz,
         now=now,
@@ -305,9 +374,9 @@ async def run(bench: Settings, *, sensors: int, days: int, quick: bool, logs: Pa
     )
     agree(asdict(fixed), asdict(reference))
     log.info("leader figures agree")
-    fast, _ = await _timed(lambda: read.leader_figures(conn, tz=tz), n_fast)
+    fast, _ = await _timed(lambda: leader.leader_figures(conn, tz=tz), n_fast)
     slow, _ = await _timed(
-        lambda: read.leader_figures(
+        lambda: leader.leader_figures(
             conn,
             tz=tz,
             now=now,
@@ -316,7 +385,7 @@ async def run(bench: Settings, *, sensors: int, days: int, quick: bool, logs: Pa
         ),
         n_raw,
     )
-    root = fixed.province.area.id
+    root = fixed.root.id
     h1 = floor(now, HOUR.width)
     args = {"area_id": root, "step": "1h", "start": h1 - timedelta(days=7), "end": h1, "tz": tz}
     a_fast, a = await _timed(lambda: read.area_stats(conn, **args), n_fast)  # type: ignore[arg-type]
@@ -330,6 +399,7 @@ async def run(bench: Settings, *, sensors: int, days: int, quick: bool, logs: Pa
         out[f"{name}_raw_p95_ms"] = round(1000 * _pct(s, 0.95), 1)
         out[f"{name}_ratio"] = round(statistics.median(s) / statistics.median(f), 1)
     out["runs"] = {"rollup": n_fast, "raw": n_raw}
+    out.update(await _leader_api(bench, logs, fixed, 3 * n_fast))
 
     # Ingest with and without rollup maintenance beside it.
     ids = [

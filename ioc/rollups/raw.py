@@ -91,6 +91,17 @@ class RawSource:
         p = {"d": device_id, "t0": t0, "t1": t1, "tz": tz}
         return {r["b"]: traffic_of(r) for r in await rows(conn, query, p)}
 
+    async def sensor_totals(
+        self, conn: Conn, devices: list[str], t0: datetime, t1: datetime
+    ) -> dict[str, Traffic]:
+        if t1 <= t0 or not devices:
+            return {}
+        query = f"""SELECT o.device_id, {_SUMS} FROM traffic_observations o
+                    WHERE o.device_id = ANY(%(d)s) AND o.time >= %(t0)s AND o.time < %(t1)s
+                    GROUP BY 1"""
+        p = {"d": devices, "t0": t0, "t1": t1}
+        return {r["device_id"]: traffic_of(r) for r in await rows(conn, query, p)}
+
     async def _availability(
         self, conn: Conn, t0: datetime, t1: datetime, group: str, tz: str
     ) -> list[Any]:

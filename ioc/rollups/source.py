@@ -74,6 +74,10 @@ class Source(Protocol):
         self, conn: Conn, device_id: str, step: Step, t0: datetime, t1: datetime, tz: str
     ) -> dict[datetime, Traffic]: ...
 
+    async def sensor_totals(
+        self, conn: Conn, devices: list[str], t0: datetime, t1: datetime
+    ) -> dict[str, Traffic]: ...
+
     async def availability_total(
         self, conn: Conn, areas: list[str], t0: datetime, t1: datetime
     ) -> dict[tuple[str, str], Availability]: ...
@@ -195,6 +199,26 @@ class RollupSource:
             query = f"""SELECT bucket AS b, {VALUES}, {pcts} FROM {self.sensor_relation(step)}
                         WHERE device_id = %(d)s AND bucket >= %(t0)s AND bucket < %(t1)s"""
         return {r["b"]: traffic_of(r) for r in await rows(conn, query, p)}
+
+    async def sensor_totals(
+        self, conn: Conn, devices: list[str], t0: datetime, t1: datetime
+    ) -> dict[str, Traffic]:
+        """Per sensor over [t0, t1) (aligned to minutes): the last 15 minutes are at most 15
+        one-minute rows a sensor, found by the (device_id, bucket) index (a bitmap scan; one
+        LATERAL scan per sensor was measured ten times slower)."""
+        pieces = tiers(t0, t1, TRAFFIC_LEVELS)
+        if not pieces or not devices:
+            return {}
+        params: dict[str, Any] = {"d": devices}
+        parts = []
+        for i, (level, a, b) in enumerate(pieces):
+            params[f"a{i}"], params[f"b{i}"] = a, b
+            parts.append(
+                f"SELECT device_id, {VALUES} FROM {self.sensor_relation(level.name)}"
+                f" WHERE device_id = ANY(%(d)s) AND bucket >= %(a{i})s AND bucket < %(b{i})s"
+            )
+        query = f"SELECT device_id, {SUMS} FROM ({' UNION ALL '.join(parts)}) x GROUP BY 1"
+        return {r["device_id"]: traffic_of(r) for r in await rows(conn, query, params)}
 
     async def availability_total(
         self, conn: Conn, areas: list[str], t0: datetime, t1: datetime

@@ -157,20 +157,33 @@ class Centre:
 
 
 @contextmanager
-def running_centre(services: Settings, prefix: str, log_name: str, **env: str) -> Iterator[Centre]:
+def running_centre(
+    services: Settings, prefix: str, log_name: str, *, rollups: bool = False, **env: str
+) -> Iterator[Centre]:
     """`ioc api` on a fresh database with a demo day (ioc.bench.dashboard.populate_demo) and one
-    user per role; stopped and dropped afterwards. The log: test-results/<log_name>."""
+    user per role; stopped and dropped afterwards. The log: test-results/<log_name>.
+    ``rollups``: the demo day and the same hours last week rolled up at once, and `ioc rollups`
+    running beside the API (the leaders' summary is read from the rollups); its log:
+    test-results/rollups-<log_name>."""
     from ioc.bench.dashboard import populate_demo
     from ioc.db.connect import connect
     from ioc.db.seed import load_geography, seed
+    from ioc.rollups.config import RollupSettings
+    from ioc.rollups.maintain import Maintainer
 
     async def prepare() -> tuple[Settings, str, dict[str, Any]]:
         settings, name = await own_database(services, prefix)
         conn = await connect(settings.dsn)
         async with conn.transaction():
             await seed(conn, load_geography(settings.areas_file), sensors=60, seed_value=58)
-            demo = await populate_demo(conn, settings.areas_file, now=datetime.now(UTC))
+            demo = await populate_demo(
+                conn, settings.areas_file, now=datetime.now(UTC), last_week=rollups
+            )
         await conn.close()
+        if rollups:
+            conn = await connect(settings.dsn, autocommit=True)
+            await Maintainer(RollupSettings(lag_seconds=0)).catch_up(conn)
+            await conn.close()
         return settings, name, demo
 
     settings, name, demo = asyncio.run(prepare())
@@ -186,13 +199,25 @@ def running_centre(services: Settings, prefix: str, log_name: str, **env: str) -
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        roles = [proc]
+        if rollups:
+            with (LOGS / f"rollups-{log_name}").open("wb") as out:
+                roles.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "ioc.cli", "rollups"],
+                        env=child_env,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
         url = f"http://127.0.0.1:{settings.api_port}"
         try:
             wait_http(url + "/api/v1/health", proc, 60)
             yield Centre(url, settings, demo, child_env, users)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
+            for p in reversed(roles):
+                p.send_signal(signal.SIGTERM)
+                p.wait(30)
     finally:
         asyncio.run(drop_database(services, name))
 

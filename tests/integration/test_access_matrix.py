@@ -168,9 +168,6 @@ CASES = [
          leaks=mentions_outside),
     Case("POST", "/api/v1/maintenance", M, _start_window, ok=201),
     Case("DELETE", "/api/v1/maintenance/{maintenance_id}", M, _end_window),
-    Case("GET", "/api/v1/stats/leader", V, fixed("/api/v1/stats/leader"), False,
-         leaks=lambda b: any(a["area"]["id"] == OUTSIDE for a in b["areas"])
-         or b["province"]["area"]["id"] == OUTSIDE),
     Case("GET", "/api/v1/stats/areas/{area_id}/traffic", V, _ranged("/api/v1/stats/areas/{area}/traffic")),
     Case("GET", "/api/v1/stats/areas/{area_id}/traffic.csv", V,
          _ranged("/api/v1/stats/areas/{area}/traffic.csv")),
@@ -178,7 +175,8 @@ CASES = [
     Case("GET", "/api/v1/stats/availability", V, _days("/api/v1/stats/availability")),
     Case("GET", "/api/v1/stats/availability.csv", V, _days("/api/v1/stats/availability.csv")),
     Case("GET", "/api/v1/summary/leader", V, fixed("/api/v1/summary/leader"), False,
-         leaks=lambda b: mentions_outside(b["hotspots"]) or any(a["id"] == OUTSIDE for a in b["areas"])),
+         leaks=lambda b: mentions_outside(b["hotspots"]) or b["scope"]["id"] == OUTSIDE
+         or any(a["id"] == OUTSIDE for a in b["areas"])),
     Case("GET", "/api/v1/summary/wall", V, fixed("/api/v1/summary/wall"), False,
          leaks=mentions_outside),
     Case("GET", "/api/v1/cameras/{device_id}/thumbnail.jpg", P,

@@ -19,7 +19,7 @@ from ioc.bench.queries import agree
 from ioc.config import Settings
 from ioc.db.connect import connect
 from ioc.db.seed import load_geography, seed
-from ioc.rollups import read
+from ioc.rollups import leader, read
 from ioc.rollups.config import RollupSettings
 from ioc.rollups.levels import HOUR, SLOT, day_start, floor, local_day
 from ioc.rollups.maintain import CAMERA_SETTLE, Maintainer
@@ -266,8 +266,8 @@ async def test_every_figure_from_rollups_equals_the_raw_computation(world: World
     await world.maintainer.tick(c)
     raw = RawSource()
     now = (await one(c, "SELECT now() AS t"))["t"]
-    fast = await read.leader_figures(c, tz=VN, now=now)
-    slow = await read.leader_figures(
+    fast = await leader.leader_figures(c, tz=VN, now=now)
+    slow = await leader.leader_figures(
         c, tz=VN, now=now, source=raw, through=(fast.traffic_through, fast.availability_through)
     )
     agree(asdict(fast), asdict(slow))

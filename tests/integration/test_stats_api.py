@@ -86,18 +86,20 @@ async def get(client: httpx.AsyncClient, url: str, **params: Any) -> Any:
     return r.json()
 
 
-async def test_leader_figures_with_last_week(client: httpx.AsyncClient, world: World) -> None:
-    s = await get(client, "/api/v1/stats/leader")
-    assert s["timezone"] == VN and s["province"]["area"]["id"] == "VN-58"
+async def test_leader_summary_reads_the_same_rollups(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """The leaders' summary is served from these rollups (every figure: test_summary_api.py)."""
+    s = await get(client, "/api/v1/summary/leader")
+    assert s["timezone"] == VN and s["scope"]["id"] == "VN-58"
     assert len(s["areas"]) == 11 and len(s["trend"]) == 96
-    kpi = s["province"]["vehicles"]
+    kpi = s["kpis"]["vehicles_today"]
     assert set(kpi) == {"value", "last_week", "change", "change_pct"}
-    assert kpi["last_week"] == 0 and kpi["change_pct"] is None  # nothing a week ago
+    assert kpi["last_week"] is None and kpi["change_pct"] is None  # nothing read a week ago
     day_start = datetime.fromisoformat(s["day_start"])
     if world.h >= day_start:  # the readings fall on today (local): 180 readings × 10
         assert kpi["value"] == 1800
-    points = [p for p in s["trend"] if p["vehicles"]]
-    assert sum(p["vehicles"] for p in points) <= 1800
+    assert sum(p["vehicles"] for p in s["trend"]) <= 1800
     assert all(p["last_week_vehicles"] == 0 for p in s["trend"])
 
 
@@ -230,7 +232,6 @@ async def test_openapi_describes_the_statistics(client: httpx.AsyncClient) -> No
     doc = await get(client, "/openapi.json")
     paths = doc["paths"]
     for p in (
-        "/api/v1/stats/leader",
         "/api/v1/stats/areas/{area_id}/traffic",
         "/api/v1/stats/areas/{area_id}/traffic.csv",
         "/api/v1/stats/devices/{device_id}/traffic",
@@ -239,7 +240,9 @@ async def test_openapi_describes_the_statistics(client: httpx.AsyncClient) -> No
     ):
         assert p in paths, p
     schemas = doc["components"]["schemas"]
-    assert {"LeaderStats", "AreaTrafficPage", "KpiOut", "AvailabilityPage"} <= schemas.keys()
+    assert {"AreaTrafficPage", "KpiOut", "AvailabilityPage"} <= schemas.keys()
+    # One leaders' summary: /api/v1/summary/leader (test_summary_api.py), from the rollups.
+    assert "/api/v1/stats/leader" not in paths and "LeaderStats" not in schemas
     step = next(
         q for q in paths["/api/v1/stats/areas/{area_id}/traffic"]["get"]["parameters"]
         if q["name"] == "step"
