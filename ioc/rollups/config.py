@@ -14,7 +14,7 @@ IOC_ROLLUP_RETENTION_EVERY_SECONDS how often retention runs (3600)
 IOC_THUMBNAIL_HISTORY_HOURS        past camera thumbnails (camera_thumbnail_history) are kept
                                    this long; 0 (the default: no history) drops every past
                                    chunk. The camera workers read the same variable
-                                   (ingest/rtsp/config.py, docs/privacy.md)
+                                   (Settings.thumbnail_history_hours, docs/privacy.md)
 """
 
 from __future__ import annotations
