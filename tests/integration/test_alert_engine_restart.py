@@ -10,6 +10,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -58,13 +59,21 @@ def test_engine_killed_mid_work_leaves_a_consistent_history(
             stderr=subprocess.STDOUT,
         )
 
+    def count(conn: psycopg.Connection[Any]) -> int:
+        row = conn.execute("SELECT count(*) FROM alerts WHERE rule_id = %s", (rule,)).fetchone()
+        return int(row[0]) if row else 0
+
     proc = engine()
     seq = 0
     try:
         with psycopg.connect(services.dsn, autocommit=True) as conn:
-            start = time.monotonic()
-            killed = restarted = False
-            while time.monotonic() - start < 10:
+            # Feed congested/free readings until the engine is demonstrably at work, kill it,
+            # restart it, and go on until the new one has cycled every device again. Driven by
+            # what the engine did, not by the clock: process start-up on a busy machine varies.
+            deadline = time.monotonic() + 120
+            before_kill: int | None = None
+            restarted_at: float | None = None
+            while time.monotonic() < deadline:
                 seq += 1
                 slow = seq % 4 < 2  # congested for a second, free for a second, ...
                 for d in devices:
@@ -73,15 +82,17 @@ def test_engine_killed_mid_work_leaves_a_consistent_history(
                         " average_speed, occupancy, interval_s) VALUES (%s, %s, %s, 3, %s, 0.5, 1)",
                         (datetime.now(UTC), d, seq, 5.0 if slow else 60.0),
                     )
-                elapsed = time.monotonic() - start
-                if elapsed > 4 and not killed:
+                n = count(conn)
+                if before_kill is None and n >= len(devices):  # busy: mid-cycle
                     proc.send_signal(signal.SIGKILL)
                     proc.wait(10)
-                    killed = True
-                if elapsed > 5 and not restarted:
+                    before_kill = n
                     proc = engine()
-                    restarted = True
+                    restarted_at = time.monotonic()
+                elif before_kill is not None and n >= before_kill + 2 * len(devices):
+                    break  # the restarted engine opened a full round and more
                 time.sleep(0.5)
+            assert restarted_at is not None, "the first engine never opened an alert"
             time.sleep(2)
             opens = conn.execute(
                 "SELECT device_id, count(*) FROM alerts WHERE rule_id = %s "
@@ -97,6 +108,7 @@ def test_engine_killed_mid_work_leaves_a_consistent_history(
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
-    assert len(histories) >= 2 * len(devices), "the engine did not cycle alerts"
+    assert before_kill is not None
+    assert len(histories) >= before_kill + 2 * len(devices), "the restarted engine did not cycle"
     for alert_id, kinds in histories:
         assert kinds in (["alert.firing"], ["alert.firing", "alert.resolved"]), (alert_id, kinds)
