@@ -102,6 +102,14 @@ class RawSource:
         p = {"d": devices, "t0": t0, "t1": t1}
         return {r["device_id"]: traffic_of(r) for r in await rows(conn, query, p)}
 
+    async def sensor_speeds(
+        self, conn: Conn, devices: list[str], t0: datetime, t1: datetime
+    ) -> dict[str, tuple[int, float]]:
+        return {
+            k: (t.readings, t.speed_sum)
+            for k, t in (await self.sensor_totals(conn, devices, t0, t1)).items()
+        }
+
     async def _availability(
         self, conn: Conn, t0: datetime, t1: datetime, group: str, tz: str
     ) -> list[Any]:

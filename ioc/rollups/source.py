@@ -7,14 +7,23 @@ Every primitive covers [t0, t1) and returns sums, never means, so pieces add up 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal, Protocol
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
-from ioc.rollups.levels import AVAILABILITY_LEVELS, BY_NAME, TRAFFIC_LEVELS, pct, ratio, tiers
+from ioc.rollups.levels import (
+    AVAILABILITY_LEVELS,
+    BY_NAME,
+    TRAFFIC_LEVELS,
+    Level,
+    pct,
+    ratio,
+    tiers,
+)
 
 Conn = psycopg.AsyncConnection[Any]
 Step = Literal["1m", "15m", "1h", "1d"]
@@ -78,9 +87,24 @@ class Source(Protocol):
         self, conn: Conn, devices: list[str], t0: datetime, t1: datetime
     ) -> dict[str, Traffic]: ...
 
+    async def sensor_speeds(
+        self, conn: Conn, devices: list[str], t0: datetime, t1: datetime
+    ) -> dict[str, tuple[int, float]]: ...
+
     async def availability_total(
         self, conn: Conn, areas: list[str], t0: datetime, t1: datetime
-    ) -> dict[tuple[str, str], Availability]: ...
+    ) -> dict[tuple[str, str], Availability]:
+        got = await _tiered(
+            conn,
+            lambda lv: f"availability_area_{lv}",
+            "area_id, kind",
+            "devices, slots_expected, slots_up, slots_maintenance",
+            AVAILABILITY_SUMS,
+            (t0, t1, AVAILABILITY_LEVELS),
+            where="area_id = ANY(%(k)s)",
+            keys=areas,
+        )
+        return {(r["area_id"], r["kind"]): availability_of(r) for r in got}
 
     async def availability_days(
         self, conn: Conn, areas: list[str], t0: datetime, t1: datetime, tz: str
@@ -153,19 +177,17 @@ class RollupSource:
     async def traffic_total(
         self, conn: Conn, areas: list[str], t0: datetime, t1: datetime
     ) -> dict[str, Traffic]:
-        pieces = tiers(t0, t1, TRAFFIC_LEVELS)
-        if not pieces:
-            return {}
-        params: dict[str, Any] = {"a": areas}
-        parts = []
-        for i, (level, a, b) in enumerate(pieces):
-            params[f"a{i}"], params[f"b{i}"] = a, b
-            parts.append(
-                f"SELECT area_id, {VALUES} FROM traffic_area_{level.name}"
-                f" WHERE area_id = ANY(%(a)s) AND bucket >= %(a{i})s AND bucket < %(b{i})s"
-            )
-        query = f"SELECT area_id, {SUMS} FROM ({' UNION ALL '.join(parts)}) x GROUP BY area_id"
-        return {r["area_id"]: traffic_of(r) for r in await rows(conn, query, params)}
+        got = await _tiered(
+            conn,
+            lambda lv: f"traffic_area_{lv}",
+            "area_id",
+            VALUES,
+            SUMS,
+            (t0, t1, TRAFFIC_LEVELS),
+            where="area_id = ANY(%(k)s)",
+            keys=areas,
+        )
+        return {r["area_id"]: traffic_of(r) for r in got}
 
     async def traffic_buckets(
         self, conn: Conn, areas: list[str], step: Step, t0: datetime, t1: datetime, tz: str
@@ -203,28 +225,43 @@ class RollupSource:
     async def sensor_totals(
         self, conn: Conn, devices: list[str], t0: datetime, t1: datetime
     ) -> dict[str, Traffic]:
-        """Per sensor over [t0, t1) (aligned to minutes), for a short window such as the last
-        15 minutes: every sensor's rows in it are read by time (the 1-minute rollup's bucket
-        index, migration 0009) and those of ``devices`` kept. Selecting the devices in SQL
-        instead cost one index probe per sensor: 60 ms at 2,000 sensors, against about 15."""
-        pieces = tiers(t0, t1, TRAFFIC_LEVELS)
-        if not pieces or not devices:
+        """Per sensor over [t0, t1) (aligned to minutes), for a few sensors (an index probe
+        each; for every sensor of an area see ``sensor_speeds``)."""
+        if not devices:
             return {}
-        params: dict[str, Any] = {}
-        parts = []
-        for i, (level, a, b) in enumerate(pieces):
-            params[f"a{i}"], params[f"b{i}"] = a, b
-            parts.append(
-                f"SELECT device_id, {VALUES} FROM {self.sensor_relation(level.name)}"
-                f" WHERE bucket >= %(a{i})s AND bucket < %(b{i})s"
-            )
-        query = f"SELECT device_id, {SUMS} FROM ({' UNION ALL '.join(parts)}) x GROUP BY 1"
+        got = await _tiered(
+            conn,
+            self.sensor_relation,
+            "device_id",
+            VALUES,
+            SUMS,
+            (t0, t1, TRAFFIC_LEVELS),
+            where="device_id = ANY(%(k)s)",
+            keys=devices,
+        )
+        return {r["device_id"]: traffic_of(r) for r in got}
+
+    async def sensor_speeds(
+        self, conn: Conn, devices: list[str], t0: datetime, t1: datetime
+    ) -> dict[str, tuple[int, float]]:
+        """(readings, speed sum) per sensor of ``devices`` over [t0, t1) (aligned to minutes):
+        congestion and the slowest sensors of a short window such as the last 15 minutes.
+        Every sensor's rows in the window are read by time (the 1-minute rollup's bucket
+        index, migration 0009) and those of ``devices`` kept: selecting them in SQL cost one
+        index probe per sensor, 60 ms at 2,000 sensors against about 15."""
+        if not devices:
+            return {}
+        got = await _tiered(
+            conn,
+            self.sensor_relation,
+            "device_id",
+            "readings, speed_sum",
+            "sum(readings)::bigint, sum(speed_sum)",
+            (t0, t1, TRAFFIC_LEVELS),
+            tuples=True,
+        )
         wanted = set(devices)
-        return {
-            r["device_id"]: traffic_of(r)
-            for r in await rows(conn, query, params)
-            if r["device_id"] in wanted
-        }
+        return {r[0]: (int(r[1]), float(r[2])) for r in got if r[0] in wanted}
 
     async def availability_total(
         self, conn: Conn, areas: list[str], t0: datetime, t1: datetime
@@ -278,3 +315,37 @@ class RollupSource:
             (r["area_id"], r["kind"], r["b"]): availability_of(r)
             for r in await rows(conn, query, p)
         }
+
+
+async def _tiered(
+    conn: Conn,
+    relation: Callable[[str], str],
+    key: str,
+    columns: str,
+    sums: str,
+    span: tuple[datetime, datetime, tuple[Level, ...]],
+    *,
+    where: str = "TRUE",
+    keys: list[str] | None = None,
+    tuples: bool = False,
+) -> list[Any]:
+    """``sums`` of ``columns`` per ``key`` over [t0, t1), read from the coarsest whole buckets
+    that cover it (``tiers``): one UNION ALL over the levels' ``relation(level name)``."""
+    t0, t1, levels = span
+    pieces = tiers(t0, t1, levels)
+    if not pieces:
+        return []
+    params: dict[str, Any] = {"k": keys}
+    parts = []
+    for i, (level, a, b) in enumerate(pieces):
+        params[f"a{i}"], params[f"b{i}"] = a, b
+        parts.append(
+            f"SELECT {key}, {columns} FROM {relation(level.name)}"
+            f" WHERE {where} AND bucket >= %(a{i})s AND bucket < %(b{i})s"
+        )
+    query = f"SELECT {key}, {sums} FROM ({' UNION ALL '.join(parts)}) x GROUP BY {key}"
+    if not tuples:
+        return await rows(conn, query, params)
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute(query, params)
+        return list(await cur.fetchall())

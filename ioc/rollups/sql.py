@@ -3,6 +3,11 @@ names come from the fixed levels in ``levels.py``, never from input.
 
 Every statement recomputes whole buckets from raw readings (never adds to a stored value), so
 running it twice, or again after late readings arrived, gives the right answer.
+
+Rows are written in time order. A live tick writes a minute or two anyway; a catch-up over
+hours or days (a restart, a backfill, the benchmark's build) would otherwise lay each day out
+sensor by sensor, and reading every sensor's last 15 minutes would touch a page per row
+(measured at 2,000 sensors: 11,500 pages and 120 ms, against 220 pages and 15 ms).
 """
 
 from __future__ import annotations
@@ -67,6 +72,7 @@ JOIN traffic_observations o
  AND o.time >= k.bucket AND o.time < k.bucket + interval '{level.interval}'
 WHERE o.time >= %(t0)s AND o.time < %(t1)s
 GROUP BY k.bucket, k.device_id
+ORDER BY k.bucket
 ON CONFLICT (device_id, bucket) DO UPDATE SET {_UPDATE_VALUES}"""
 
 
@@ -80,6 +86,7 @@ JOIN traffic_sensor_{finer.name} s
   ON s.device_id = k.device_id AND time_bucket('{level.interval}', s.bucket) = k.bucket
 WHERE s.bucket >= %(t0)s AND s.bucket < %(t1)s
 GROUP BY k.bucket, k.device_id
+ORDER BY k.bucket
 ON CONFLICT (device_id, bucket) DO UPDATE SET {_UPDATE_VALUES}"""
 
 
@@ -98,6 +105,7 @@ JOIN devices d ON d.area_id = c.area_id AND d.kind = 'traffic_sensor'
 JOIN traffic_sensor_{level.name} s ON s.device_id = d.id AND s.bucket = k.bucket
 WHERE s.bucket >= %(t0)s AND s.bucket < %(t1)s
 GROUP BY k.bucket, k.area_id
+ORDER BY k.bucket
 ON CONFLICT (area_id, bucket) DO UPDATE
 SET sensors = excluded.sensors, congested = excluded.congested, {_UPDATE_VALUES}"""
 
@@ -128,6 +136,7 @@ INSERT INTO traffic_area_{level.name} (bucket, area_id, sensors, congested, {TRA
 SELECT agg.bucket, agg.area_id, cg.sensors, cg.congested, agg.readings, agg.volume,
        agg.speed_sum, agg.speed_min, agg.speed_max, agg.occupancy_sum, NULL, NULL
 FROM agg JOIN cg USING (area_id, bucket)
+ORDER BY agg.bucket
 ON CONFLICT (area_id, bucket) DO UPDATE
 SET sensors = excluded.sensors, congested = excluded.congested, {_UPDATE_VALUES}"""
 
@@ -213,7 +222,8 @@ SELECT ds.s AS bucket, c.ancestor_id AS area_id, ds.kind,
 FROM ds
 JOIN area_closure c ON c.area_id = ds.area_id
 LEFT JOIN up ON up.device_id = ds.id AND up.s = ds.s
-GROUP BY 1, 2, 3"""
+GROUP BY 1, 2, 3
+ORDER BY 1"""
 
 AVAILABILITY_COLUMNS = "bucket, area_id, kind, devices, slots_expected, slots_up, slots_maintenance"
 
