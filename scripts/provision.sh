@@ -183,12 +183,36 @@ python_steps() {
     say "python: .venv ready"
 }
 
+# promtool checks the Prometheus rules in deploy/prometheus (tests/unit/test_monitoring_files.py).
+# Only the binary is wanted, not Debian's prometheus service: the .deb is downloaded and unpacked
+# into .tools/bin. Without it that one test skips, so a failed download is a warning.
+install_promtool() {
+    cd "$ROOT"
+    if [[ -x .tools/bin/promtool ]]; then
+        say "promtool: present"
+        return
+    fi
+    local tmp
+    tmp=$(mktemp -d)
+    if (cd "$tmp" && apt-get download prometheus >>"$LOG" 2>&1) \
+        && dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x" >>"$LOG" 2>&1 \
+        && [[ -x $tmp/x/usr/bin/promtool ]]; then
+        mkdir -p .tools/bin
+        cp "$tmp/x/usr/bin/promtool" .tools/bin/promtool
+        say "promtool: installed into .tools/bin"
+    else
+        say "promtool: not available (apt-get download prometheus failed; see $LOG): its test will skip"
+    fi
+    rm -rf "$tmp"
+}
+
 # -------------------------------------------------------------------------------------- main ---
 
 case "${1:-all}" in
     all)
         run_system_part
         python_steps
+        install_promtool
         ;;
     --system) system_steps ;;
     --python) python_steps ;;
