@@ -390,6 +390,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
 
 def _known_errors() -> tuple[type[BaseException], ...]:
     from ingest.mqtt.source import MqttUnavailable
+    from ingest.rtsp.config import CameraConfigError
     from ioc.db.connect import DatabaseUnavailable
     from ioc.domain.geo import GeographyError
     from ioc.domain.rules import RuleError
@@ -403,6 +404,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         ServiceError,
         DatabaseUnavailable,
         MqttUnavailable,
+        CameraConfigError,
         GeographyError,
         RuleError,
         LoginError,

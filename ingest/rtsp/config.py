@@ -44,9 +44,13 @@ class CameraSettings:
         return self.thumbnail_history_every_s if self.thumbnail_history_hours > 0 else None
 
 
+class CameraConfigError(ValueError):
+    """The camera roles cannot start with these settings (the CLI prints it and exits 2)."""
+
+
 def camera_settings(settings: Settings) -> CameraSettings:
     if settings.environment == "production" and settings.rtsp_password == DEV_SECRET:
-        raise ValueError(
+        raise CameraConfigError(
             "IOC_RTSP_PASSWORD still has the development default; "
             "set the cameras' real password before running with IOC_ENVIRONMENT=production"
         )

@@ -94,3 +94,25 @@ def test_the_camera_password_is_a_secret(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(ValueError, match="IOC_RTSP_PASSWORD still has the development default"):
         camera_settings(prod)
     assert camera_settings(prod.model_copy(update={"rtsp_password": "p" * 12})).rtsp_password
+
+
+def test_a_camera_worker_with_the_default_password_says_why_it_stops(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI prints the reason and exits 2, as for any known misconfiguration; it is not
+    reported as an unexpected error."""
+    from ioc import cli, config
+
+    for name in SECRET_FIELDS:
+        monkeypatch.setenv(f"IOC_{name.upper()}", "x" * 40)
+    monkeypatch.setenv("IOC_ENVIRONMENT", "production")
+    monkeypatch.setenv("IOC_ALLOWED_ORIGINS", '["https://ioc.example.vn"]')
+    monkeypatch.delenv("IOC_RTSP_PASSWORD", raising=False)
+    config.get_settings.cache_clear()
+    try:
+        assert cli.main(["ingest", "rtsp"]) == 2
+    finally:
+        config.get_settings.cache_clear()
+    err = capsys.readouterr().err
+    assert "IOC_RTSP_PASSWORD still has the development default" in err
+    assert "unexpected" not in err

@@ -292,9 +292,7 @@ def test_metric_name_extraction() -> None:
 
 
 # scripts/provision.sh unpacks promtool into .tools/bin (Debian's prometheus package).
-PROMTOOL = shutil.which("promtool") or shutil.which(
-    "promtool", path=str(ROOT / ".tools" / "bin")
-)
+PROMTOOL = shutil.which("promtool") or shutil.which("promtool", path=str(ROOT / ".tools" / "bin"))
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed")
