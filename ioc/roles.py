@@ -215,7 +215,7 @@ def simulate_cameras(
     from ingest.rtsp.config import camera_settings
     from simulators.cameras.control import SimulatorConfig, prepare
 
-    cs = camera_settings(settings)
+    cs = camera_settings(settings, logs_in=True)
     width, height = (
         (int(v) for v in size.lower().split("x")) if size else (cs.sim_width, cs.sim_height)
     )
@@ -245,7 +245,7 @@ async def ingest_rtsp(settings: Settings) -> None:
     from ioc.db.cameras import default_worker_id
     from ioc.privacy.masks import load_masks
 
-    cs = camera_settings(settings)
+    cs = camera_settings(settings, logs_in=True)
     masks = load_masks(cs.privacy_masks_file)  # a bad file stops us here: docs/privacy.md
     log.info("privacy masks", file=str(cs.privacy_masks_file), cameras=len(masks.cameras),
              thumbnail_history_hours=cs.thumbnail_history_hours)  # fmt: skip

@@ -48,8 +48,11 @@ class CameraConfigError(ValueError):
     """The camera roles cannot start with these settings (the CLI prints it and exits 2)."""
 
 
-def camera_settings(settings: Settings) -> CameraSettings:
-    if settings.environment == "production" and settings.rtsp_password == DEV_SECRET:
+def camera_settings(settings: Settings, *, logs_in: bool = False) -> CameraSettings:
+    """The camera settings. ``logs_in``: for a role that logs in to cameras (the worker, the
+    simulator), which refuses the development-default password in production; seeding and the
+    privacy commands need no camera password."""
+    if logs_in and settings.environment == "production" and settings.rtsp_password == DEV_SECRET:
         raise CameraConfigError(
             "IOC_RTSP_PASSWORD still has the development default; "
             "set the cameras' real password before running with IOC_ENVIRONMENT=production"

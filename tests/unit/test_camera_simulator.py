@@ -92,8 +92,10 @@ def test_the_camera_password_is_a_secret(tmp_path: Path, monkeypatch: pytest.Mon
         **{name: "x" * 40 for name in SECRET_FIELDS},
     )
     with pytest.raises(ValueError, match="IOC_RTSP_PASSWORD still has the development default"):
-        camera_settings(prod)
-    assert camera_settings(prod.model_copy(update={"rtsp_password": "p" * 12})).rtsp_password
+        camera_settings(prod, logs_in=True)
+    assert camera_settings(prod.model_copy(update={"rtsp_password": "p" * 12}), logs_in=True)
+    # Seeding cameras and the privacy commands log in to no camera: no password needed.
+    assert camera_settings(prod).rtsp_base_url
 
 
 def test_a_camera_worker_with_the_default_password_says_why_it_stops(

@@ -17,7 +17,7 @@ from ioc.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
-LONG_RUNNING = ("api", "ingest-mqtt", "alerts", "simulator")
+LONG_RUNNING = ("api", "ingest-mqtt", "ingest-rtsp", "alerts", "simulator")
 # ${VAR:?message}: compose refuses to start when VAR is unset or empty.
 REQUIRED_VAR = re.compile(r"^\$\{[A-Z][A-Z0-9_]*:\?[^}]*\}$")
 
@@ -50,14 +50,17 @@ def test_official_images(services: dict[str, dict[str, Any]]) -> None:
 
 def test_required_roles_exist(services: dict[str, dict[str, Any]]) -> None:
     apps = app_services(services)
-    for name in ("migrate", "api", "ingest-mqtt", "alerts", "seed", "simulator"):
+    for name in ("migrate", "api", "ingest-mqtt", "ingest-rtsp", "alerts", "seed", "simulator"):
         assert name in apps, f"no app service {name!r}"
     assert apps["ingest-mqtt"]["command"] == ["ingest", "mqtt"]
+    assert apps["ingest-rtsp"]["command"] == ["ingest", "rtsp"]
     for name in ("seed", "simulator"):
         assert apps[name].get("profiles") == ["sim"], name
 
 
-@pytest.mark.parametrize("name", ["migrate", "api", "ingest-mqtt", "alerts", "seed", "simulator"])
+@pytest.mark.parametrize(
+    "name", ["migrate", "api", "ingest-mqtt", "ingest-rtsp", "alerts", "seed", "simulator"]
+)
 def test_command_is_a_real_role(services: dict[str, dict[str, Any]], name: str) -> None:
     svc = services[name]
     assert svc["build"] == ".", "every role runs the image built from the Dockerfile"
@@ -89,10 +92,28 @@ def test_only_api_is_published(services: dict[str, dict[str, Any]]) -> None:
 
 def test_ingest_replicas_get_distinct_identities(services: dict[str, dict[str, Any]]) -> None:
     """--scale copies one definition: anything fixed would be shared by every replica, and a
-    shared MQTT client id makes replicas steal each other's session."""
+    shared MQTT client id makes replicas steal each other's session (a shared camera worker id,
+    each other's camera leases)."""
     ingest = services["ingest-mqtt"]
     assert "hostname" not in ingest
     assert "IOC_MQTT_CLIENT_ID" not in environment(ingest)
+    cameras = services["ingest-rtsp"]
+    assert "hostname" not in cameras
+    assert "IOC_CAMERA_WORKER_ID" not in environment(cameras)
+
+
+def test_camera_workers_log_in_with_a_required_password(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """In production the camera roles refuse the development-default camera password: compose
+    must not start one without a real password."""
+    env = environment(services["ingest-rtsp"])
+    assert REQUIRED_VAR.match(env["IOC_RTSP_PASSWORD"]), env["IOC_RTSP_PASSWORD"]
+    assert "9102/readyz" in " ".join(services["ingest-rtsp"]["healthcheck"]["test"])
+    assert Settings.model_fields["rtsp_metrics_port"].default == 9102
+    seed = environment(services["seed"])
+    assert seed["IOC_RTSP_BASE_URL"].endswith("rtsp://rtsp:8554}")  # the `rtsp` service
+    assert "IOC_RTSP_PASSWORD" not in seed  # seeding logs in to no camera
 
 
 def test_no_literal_secrets(services: dict[str, dict[str, Any]]) -> None:
