@@ -93,18 +93,7 @@ class Source(Protocol):
 
     async def availability_total(
         self, conn: Conn, areas: list[str], t0: datetime, t1: datetime
-    ) -> dict[tuple[str, str], Availability]:
-        got = await _tiered(
-            conn,
-            lambda lv: f"availability_area_{lv}",
-            "area_id, kind",
-            "devices, slots_expected, slots_up, slots_maintenance",
-            AVAILABILITY_SUMS,
-            (t0, t1, AVAILABILITY_LEVELS),
-            where="area_id = ANY(%(k)s)",
-            keys=areas,
-        )
-        return {(r["area_id"], r["kind"]): availability_of(r) for r in got}
+    ) -> dict[tuple[str, str], Availability]: ...
 
     async def availability_days(
         self, conn: Conn, areas: list[str], t0: datetime, t1: datetime, tz: str
@@ -266,25 +255,17 @@ class RollupSource:
     async def availability_total(
         self, conn: Conn, areas: list[str], t0: datetime, t1: datetime
     ) -> dict[tuple[str, str], Availability]:
-        pieces = tiers(t0, t1, AVAILABILITY_LEVELS)
-        if not pieces:
-            return {}
-        params: dict[str, Any] = {"a": areas}
-        parts = []
-        for i, (level, a, b) in enumerate(pieces):
-            params[f"a{i}"], params[f"b{i}"] = a, b
-            parts.append(
-                "SELECT area_id, kind, devices, slots_expected, slots_up, slots_maintenance"
-                f" FROM availability_area_{level.name}"
-                f" WHERE area_id = ANY(%(a)s) AND bucket >= %(a{i})s AND bucket < %(b{i})s"
-            )
-        query = (
-            f"SELECT area_id, kind, {AVAILABILITY_SUMS}"
-            f" FROM ({' UNION ALL '.join(parts)}) x GROUP BY area_id, kind"
+        got = await _tiered(
+            conn,
+            lambda lv: f"availability_area_{lv}",
+            "area_id, kind",
+            "devices, slots_expected, slots_up, slots_maintenance",
+            AVAILABILITY_SUMS,
+            (t0, t1, AVAILABILITY_LEVELS),
+            where="area_id = ANY(%(k)s)",
+            keys=areas,
         )
-        return {
-            (r["area_id"], r["kind"]): availability_of(r) for r in await rows(conn, query, params)
-        }
+        return {(r["area_id"], r["kind"]): availability_of(r) for r in got}
 
     async def availability_days(
         self, conn: Conn, areas: list[str], t0: datetime, t1: datetime, tz: str
