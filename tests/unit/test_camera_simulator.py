@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -98,23 +101,24 @@ def test_the_camera_password_is_a_secret(tmp_path: Path, monkeypatch: pytest.Mon
     assert camera_settings(prod).rtsp_base_url
 
 
-def test_a_camera_worker_with_the_default_password_says_why_it_stops(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_camera_worker_with_the_default_password_says_why_it_stops(tmp_path: Path) -> None:
     """The CLI prints the reason and exits 2, as for any known misconfiguration; it is not
-    reported as an unexpected error."""
-    from ioc import cli, config
-
-    for name in SECRET_FIELDS:
-        monkeypatch.setenv(f"IOC_{name.upper()}", "x" * 40)
-    monkeypatch.setenv("IOC_ENVIRONMENT", "production")
-    monkeypatch.setenv("IOC_ALLOWED_ORIGINS", '["https://ioc.example.vn"]')
-    monkeypatch.delenv("IOC_RTSP_PASSWORD", raising=False)
-    config.get_settings.cache_clear()
-    try:
-        assert cli.main(["ingest", "rtsp"]) == 2
-    finally:
-        config.get_settings.cache_clear()
-    err = capsys.readouterr().err
-    assert "IOC_RTSP_PASSWORD still has the development default" in err
-    assert "unexpected" not in err
+    reported as an unexpected error. (A process of its own: the CLI configures logging.)"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IOC_")}
+    env |= {f"IOC_{name.upper()}": "x" * 40 for name in SECRET_FIELDS}
+    env |= {
+        "IOC_ENVIRONMENT": "production",
+        "IOC_ALLOWED_ORIGINS": '["https://ioc.example.vn"]',
+        "IOC_STATE_DIR": str(tmp_path),
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "ioc.cli", "ingest", "rtsp"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "IOC_RTSP_PASSWORD still has the development default" in r.stderr
+    assert "unexpected" not in r.stderr
