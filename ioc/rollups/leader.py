@@ -267,25 +267,21 @@ async def leader_figures(
                 c.cameras_maint += away
                 c.cameras_up += up
             continue
-        free = d.free_flow
         rec = None if away else recent.get(d.id)
-        rec_lw = None if away_lw else recent_lw.get(d.id)
-        congested = rec is not None and rec[0] > 0 and rec[1] / rec[0] < CONGESTED_BELOW * free
-        congested_lw = (
-            rec_lw is not None and rec_lw[0] > 0 and rec_lw[1] / rec_lw[0] < CONGESTED_BELOW * free
+        reporting, congested = _congestion(rec, d.free_flow)
+        reporting_lw, congested_lw = _congestion(
+            None if away_lw else recent_lw.get(d.id), d.free_flow
         )
         for c in counts:
             c.sensors += 1
             c.sensors_maint += away
             c.sensors_up += up
-            if rec is not None and rec[0]:
-                c.reporting += 1
-                c.congested += congested
-            if rec_lw is not None and rec_lw[0]:
-                c.reporting_lw += 1
-                c.congested_lw += congested_lw
-        if rec is not None and rec[0]:
-            slowest.append((rec[1] / rec[0] / free, d.id, d))
+            c.reporting += reporting
+            c.congested += congested
+            c.reporting_lw += reporting_lw
+            c.congested_lw += congested_lw
+        if rec is not None and reporting:
+            slowest.append((rec[1] / rec[0] / d.free_flow, d.id, d))
     # The slowest sensors against their free flow; their full figures for the window.
     slow = heapq.nsmallest(HOTSPOTS, slowest)  # (ratio, id): ids are unique
     slow_ids = [x[1] for x in slow]
@@ -354,6 +350,15 @@ async def leader_figures(
         hotspots=hot,
         trend=await _trend(conn, source, top.id, t_end, a_end, tz),
     )
+
+
+def _congestion(speeds: tuple[int, float] | None, free_flow: float) -> tuple[bool, bool]:
+    """(reporting in the window, congested: mean speed below the threshold share of free
+    flow) from a sensor's (readings, speed sum); (False, False) without readings."""
+    if speeds is None or not speeds[0]:
+        return False, False
+    readings, speed_sum = speeds
+    return True, speed_sum / readings < CONGESTED_BELOW * free_flow
 
 
 @dataclass(slots=True)
